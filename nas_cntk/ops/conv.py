@@ -1,0 +1,74 @@
+"""Convolution: k x k, SAME zero padding, stride 1, fresh N(0, 1) weights in the NTK parameterisation."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_cntk.ops.base import Cross, Fork, Kind, Op, PairContext, check_keys, integer, std
+
+
+class ConvModule(nn.Module):
+    """``y = weight_std / sqrt(fan_in) * W * x + bias_std * b`` with W, b ~ N(0, 1): its kernel is the rule below."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, weight_std: float, bias_std: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.randn(out_channels))
+        self.weight_scale = weight_std / math.sqrt(in_channels * kernel * kernel)
+        self.bias_scale = bias_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.weight_scale, self.bias * self.bias_scale,
+                        padding=self.weight.shape[-1] // 2)
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    kernel: int
+    weight_std: float
+    bias_std: float
+
+    name = "conv"
+    keys = frozenset({"kernel", "weight_std", "bias_std"})
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any], path: str, defaults: Mapping[str, float]) -> Conv:
+        check_keys(spec, cls.keys, path)
+        return cls(integer(spec, "kernel", path, minimum=1, odd=True),
+                   std(spec, "weight_std", path, defaults["weight_std"]),
+                   std(spec, "bias_std", path, defaults["bias_std"]))
+
+    def spec(self) -> dict[str, Any]:
+        return {"op": self.name, "kernel": self.kernel, "weight_std": self.weight_std, "bias_std": self.bias_std}
+
+    def module(self, channels: int, width: int) -> nn.Module:
+        return ConvModule(channels, width, self.kernel, self.weight_std, self.bias_std)
+
+    def output_channels(self, channels: int, width: int) -> int:
+        return width
+
+    def output_kind(self, kind: Kind, path: str) -> Kind:
+        return Kind.GAUSSIAN
+
+    def moments(self, sigma, theta, ctx: PairContext):
+        # Sigma' = w^2/k^2 sum_a K[p+a, p'+a] + b^2;  Theta' = w^2/k^2 sum_a Theta[p+a, p'+a] + Sigma'
+        scale = self.weight_std**2 / self.kernel**2
+        sigma_out = scale * ctx.grid_in.box_filter(sigma, self.kernel) + self.bias_std**2
+        if theta is None:
+            return sigma_out, None
+        if not ctx.trainable:
+            return sigma_out, torch.zeros_like(sigma_out)
+        return sigma_out, scale * ctx.grid_in.box_filter(theta, self.kernel) + sigma_out
+
+    def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
+        # Fresh zero-mean weights: the output is independent of everything before it and has mean
+        # zero, so its moments with any earlier node vanish (NTK too: the weights average out).
+        return None
+
+    def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
+        return torch.zeros_like(mean)

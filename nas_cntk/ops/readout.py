@@ -1,0 +1,60 @@
+"""Readout: flatten or global average pooling (GAP), then a dense output layer."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nas_cntk.grid import Grid
+
+READOUTS = ("flatten", "gap")
+
+
+class ReadoutModule(nn.Module):
+    """Flatten or average the feature map, then ``weight_std / sqrt(fan_in) * W h + bias_std * b``."""
+
+    def __init__(self, readout: str, channels: int, pixels: int, outputs: int, weight_std: float,
+                 bias_std: float):
+        super().__init__()
+        self.readout = readout
+        fan_in = channels * (pixels if readout == "flatten" else 1)
+        self.weight = nn.Parameter(torch.randn(outputs, fan_in))
+        self.bias = nn.Parameter(torch.randn(outputs))
+        self.weight_scale, self.bias_scale = weight_std / math.sqrt(fan_in), bias_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1) if self.readout == "flatten" else x.mean(dim=(2, 3))
+        return h @ (self.weight * self.weight_scale).T + self.bias * self.bias_scale
+
+
+@dataclass(frozen=True)
+class Readout:
+    kind: str  # "flatten" or "gap"
+    weight_std: float
+    bias_std: float
+
+    def module(self, channels: int, size: tuple[int, int], outputs: int) -> nn.Module:
+        return ReadoutModule(self.kind, channels, size[0] * size[1], outputs, self.weight_std, self.bias_std)
+
+    def grid(self, height: int, width: int) -> Grid:
+        """The pixel pairs the readout reads: all of them for GAP, same-pixel ones for flatten."""
+        return Grid.full(height, width) if self.kind == "gap" else Grid.diagonal(height, width)
+
+    def kernels(self, sigma: torch.Tensor, theta: torch.Tensor, grid: Grid,
+                trainable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """NNGP and NTK of the network output for each pair, ``(B,)`` each.
+
+        flatten: w^2 mean_p K[p, p] + b^2;  GAP: w^2 mean_{p, p'} K[p, p'] + b^2. The NTK adds the
+        readout's own term (the NNGP) unless the readout is fixed (the paper's `fix` variant).
+        """
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            pixels = grid.height * grid.width
+            if self.kind == "gap":
+                return t.sum(dim=(1, 2, 3, 4)) / pixels**2
+            return grid.same_pixel(t).sum(dim=(1, 2)) / pixels
+
+        nngp = self.weight_std**2 * reduce(sigma) + self.bias_std**2
+        ntk = self.weight_std**2 * reduce(theta)
+        return nngp, ntk + nngp if trainable else ntk

@@ -1,0 +1,75 @@
+"""A plain float64 CNTK written straight from docs/cntk-math.md: full P x P matrices, loops.
+
+Independent of the engine's layout on purpose: it is the reference the engine is tested against.
+Covers chains of conv / relu / avg_pool and residual blocks whose body ends in a conv (where the
+cross terms vanish); dependent branches are checked against wide finite networks instead.
+"""
+import math
+
+import numpy as np
+
+
+def _conv(m, k):
+    h, w = m.shape[0], m.shape[1]
+    r = k // 2
+    padded = np.pad(m, [(r, r)] * 4)
+    out = np.zeros_like(m)
+    for a in range(k):
+        for b in range(k):
+            out += padded[a:a + h, b:b + w, a:a + h, b:b + w]
+    return out / k**2
+
+
+def _pool(m, win):
+    h, w = m.shape[0] // win, m.shape[1] // win
+    return m.reshape(h, win, w, win, h, win, w, win).mean(axis=(1, 3, 5, 7))
+
+
+def _relu(s, t, vx, vy):
+    prod = vx[:, :, None, None] * vy[None, None, :, :]
+    c = np.clip(s / np.sqrt(prod), -1, 1)
+    angle = np.arccos(c)
+    k = np.sqrt(prod) * (np.sin(angle) + (math.pi - angle) * c) / (2 * math.pi)
+    return k, t * (math.pi - angle) / (2 * math.pi)
+
+
+def _layers(spec, layers, state, first):
+    """state: dict of (sigma, theta) for the pairs 'xx', 'yy', 'xy' as (H, W, H, W) arrays."""
+    for layer in layers:
+        op = layer["op"]
+        if op == "conv":
+            w2 = layer.get("weight_std", spec["weight_std"]) ** 2
+            b2 = layer.get("bias_std", spec["bias_std"]) ** 2
+            for key, (s, t) in state.items():
+                s2 = w2 * _conv(s, layer["kernel"]) + b2
+                fixed = first[0] and spec.get("fix_first_and_readout", False)
+                state[key] = s2, np.zeros_like(s2) if fixed else w2 * _conv(t, layer["kernel"]) + s2
+            first[0] = False
+        elif op == "relu":
+            diag = {key: np.einsum("ijij->ij", state[key][0]) for key in ("xx", "yy")}
+            for key, (s, t) in list(state.items()):
+                state[key] = _relu(s, t, diag[key[0] * 2], diag[key[1] * 2])
+        elif op == "avg_pool":
+            state.update({key: (_pool(s, layer["window"]), _pool(t, layer["window"])) for key, (s, t) in state.items()})
+        elif op == "residual":
+            assert layer["body"] and layer["body"][-1]["op"] == "conv", "only bodies ending in a conv"
+            body = _layers(spec, layer["body"], dict(state), first)
+            state = {key: (state[key][0] + body[key][0], state[key][1] + body[key][1]) for key in state}
+    return state
+
+
+def plain_kernel(spec, x, y):
+    """NNGP and NTK between two images (C, H, W) as floats."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    inputs = {"xx": (x, x), "yy": (y, y), "xy": (x, y)}
+    state = {key: (np.einsum("cij,ckl->ijkl", a, b) / a.shape[0],) * 1 for key, (a, b) in inputs.items()}
+    state = {key: (s[0], np.zeros_like(s[0])) for key, s in state.items()}
+    s, t = _layers(spec, spec["layers"], state, [True])["xy"]
+    h, w = s.shape[:2]
+    if spec["readout"] == "gap":
+        s_out, t_out = s.mean(), t.mean()
+    else:
+        s_out, t_out = np.einsum("ijij->", s) / (h * w), np.einsum("ijij->", t) / (h * w)
+    nngp = spec["weight_std"] ** 2 * s_out + spec["bias_std"] ** 2
+    ntk = spec["weight_std"] ** 2 * t_out
+    return nngp, ntk if spec.get("fix_first_and_readout", False) else ntk + nngp
