@@ -14,8 +14,6 @@ masks in :meth:`Grid.box_filter` take care of.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 
@@ -53,8 +51,13 @@ class Grid:
     # --- building pair tensors --------------------------------------------------------------
     def partner(self, v: torch.Tensor) -> torch.Tensor:
         """Per-pixel values of the second image, ``(B, H, W) -> (B, R, C, H, W)`` at each entry's partner pixel."""
-        rows, cols = _shift_index(self.rows, self.height, v.device), _shift_index(self.cols, self.width, v.device)
-        return v[:, rows][..., cols].permute(0, 1, 3, 2, 4)
+        # Tiling v twice along each axis turns the cyclic partner into a sliding window: a view.
+        h, w = self.height, self.width
+        tiled = v.repeat(1, 2, 2).contiguous()
+        windows = tiled.as_strided((v.shape[0], h, w, h, w), (4 * h * w, 2 * w, 1, 2 * w, 1))
+        if not self.is_full:
+            windows = windows[:, list(self.rows)][:, :, list(self.cols)]
+        return windows
 
     def pair_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``sum_c a[:, c, p] * b[:, c, p']`` for per-image feature maps ``(B, C, H, W)``."""
@@ -115,12 +118,6 @@ class Grid:
         return t
 
 
-@lru_cache(maxsize=256)
-def _shift_index(shifts: tuple[int, ...], size: int, device: torch.device) -> torch.Tensor:
-    return (torch.arange(size, device=device)[None, :] + torch.tensor(shifts, device=device)[:, None]) % size
-
-
-@lru_cache(maxsize=256)
 def _seam_masks(shifts: tuple[int, ...], size: int, radius: int, device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
     """1 where moving an entry by ``offset`` keeps both pixels inside the image, for each offset."""
