@@ -1,0 +1,115 @@
+import json
+import math
+
+import pytest
+import torch
+
+import nas_cntk
+from nas_cntk import ArchitectureError
+from nas_cntk.engine import plan
+
+CONTRACT = {"weight_std": 1.4142135623730951, "bias_std": 0.0, "readout": "gap",
+            "layers": [{"op": "conv", "kernel": 3},
+                       {"op": "residual", "body": [{"op": "relu"}, {"op": "conv", "kernel": 3},
+                                                   {"op": "relu"}, {"op": "conv", "kernel": 3}]},
+                       {"op": "relu"}, {"op": "avg_pool", "window": 2},
+                       {"op": "conv", "kernel": 3}, {"op": "relu"}]}
+
+
+def test_contract_form_is_accepted_and_becomes_a_graph():
+    arch = nas_cntk.load(CONTRACT)
+    ops = [type(node.op).__name__ if node.op else "input" for node in arch.nodes]
+    assert ops == ["input", "Conv", "Relu", "Conv", "Relu", "Conv", "Identity", "Relu", "AvgPool", "Conv", "Relu"]
+    assert arch.nodes[6].inputs == (1, 5)  # the residual sums the branch point and the body's end
+    assert arch.depth == 4
+    assert arch.summary() == "conv3 [relu conv3 relu conv3] relu pool2 conv3 relu | gap"
+
+
+def test_hash_is_canonical():
+    explicit = json.loads(json.dumps(CONTRACT))
+    explicit["layers"][0].update(weight_std=math.sqrt(2), bias_std=0)  # the defaults, spelled out
+    explicit["name"] = "renamed"
+    reordered = dict(reversed(list(explicit.items())))
+    assert nas_cntk.load(CONTRACT).hash == nas_cntk.load(explicit).hash == nas_cntk.load(reordered).hash
+    different = json.loads(json.dumps(CONTRACT))
+    different["layers"][0]["kernel"] = 5
+    assert nas_cntk.load(different).hash != nas_cntk.load(CONTRACT).hash
+
+
+def test_json_and_yaml_files_load_the_same_network(tmp_path):
+    import yaml
+    (tmp_path / "a.json").write_text(json.dumps(CONTRACT))
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(CONTRACT))
+    a, b = nas_cntk.load(tmp_path / "a.json"), nas_cntk.load(tmp_path / "a.yaml")
+    assert a.hash == b.hash and a.name == "a"
+
+
+def _broken(path, value):
+    spec = json.loads(json.dumps(CONTRACT))
+    target = spec
+    *parents, last = path
+    for key in parents:
+        target = target[key]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return spec
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (["layers", 1, "body", 1, "op"], "pool", r"layers\[1\]\.body\[1\]\.op: unknown op 'pool'"),
+    (["layers", 0, "kernel"], 4, r"layers\[0\]\.kernel: expected an odd integer >= 1, got 4"),
+    (["layers", 0, "kernel"], "3", r"layers\[0\]\.kernel: expected an odd integer"),
+    (["layers", 0, "kernel"], True, r"layers\[0\]\.kernel"),
+    (["layers", 0, "kernel"], KeyError, r"layers\[0\]\.kernel: missing"),
+    (["layers", 3, "window"], 1, r"layers\[3\]\.window: expected an integer >= 2"),
+    (["layers", 3, "stride"], 2, r"layers\[3\]: unknown key 'stride'"),
+    (["layers", 0, "weight_std"], -1.0, r"layers\[0\]\.weight_std: expected a finite number >= 0"),
+    (["bias_std"], float("nan"), r"bias_std: expected a finite number"),
+    (["readout"], "max", r"readout: expected one of flatten, gap, got 'max'"),
+    (["layers"], [], r"layers: expected a non-empty list"),
+    (["layers", 0], {"op": "relu"}, r"layers\[0\]: a network must start with a conv"),
+    (["layers", 1, "body"], "relu", r"layers\[1\]\.body: expected a list"),
+    (["depth"], 3, r"description: unknown key 'depth'"),
+    (["fix_first_and_readout"], "yes", r"fix_first_and_readout: expected true or false"),
+])
+def test_malformed_descriptions_name_the_field(path, value, message):
+    with pytest.raises(ArchitectureError, match=message):
+        nas_cntk.load(_broken(path, value))
+
+
+def test_pooling_past_one_pixel_is_refused_for_the_input_size():
+    spec = {"readout": "flatten", "layers": [{"op": "conv", "kernel": 3}] + [{"op": "avg_pool", "window": 2}] * 4}
+    arch = nas_cntk.load(spec)
+    plan(arch, 16, 16)  # 16 -> 1 pixel is fine
+    with pytest.raises(ArchitectureError, match=r"layers\[4\]: avg_pool window 2 pools the 1x1 feature map below"):
+        plan(arch, 8, 8)
+    with pytest.raises(ArchitectureError, match=r"does not divide the 6x6"):
+        plan(nas_cntk.load({"readout": "gap", "layers": [{"op": "conv", "kernel": 1},
+                                                         {"op": "avg_pool", "window": 4}]}), 6, 6)
+
+
+def test_relu_of_a_mixed_sum_has_no_exact_kernel_and_says_so():
+    spec = {"readout": "gap", "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"},
+                                         {"op": "residual", "body": [{"op": "conv", "kernel": 3}]}, {"op": "relu"}]}
+    with pytest.raises(ArchitectureError, match=r"layers\[3\]: relu of a sum of a Gaussian branch"):
+        nas_cntk.load(spec)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ArchitectureError, match=r"bad\.json: not valid JSON") as error:
+        nas_cntk.load(tmp_path / "bad.json")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ArchitectureError, match=r"missing\.json: cannot read"):
+        nas_cntk.load(tmp_path / "missing.json")
+
+
+def test_finite_network_runs_at_any_width():
+    arch = nas_cntk.load(CONTRACT)
+    for width in (4, 32):
+        net = arch.module(width, outputs=10)
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+        convs = [m for m in net.modules() if type(m).__name__ == "ConvModule"]
+        assert [c.weight.shape[0] for c in convs] == [width] * 4
