@@ -120,11 +120,12 @@ class Grid:
 
 def _seam_masks(shifts: tuple[int, ...], size: int, radius: int, device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
-    """1 where moving an entry by ``offset`` keeps both pixels inside the image, for each offset."""
-    i = torch.arange(size, device=device)
-    seam = size - torch.tensor(shifts, device=device)[:, None]  # entries at i >= seam have wrapped
-    masks = []
-    for offset in range(-radius, radius + 1):
-        j = i + offset
-        masks.append(((j >= 0) & (j < size) & ((j < seam) == (i < seam))).to(dtype))
-    return torch.stack(masks)
+    """1 where moving an entry by ``offset`` keeps both pixels inside the image, for each offset.
+
+    Built from Python lists: a constant to torch.compile, with no comparisons for it to trace.
+    """
+    def inside(i: int, j: int, seam: int) -> float:
+        return float(0 <= j < size and (j < seam) == (i < seam))  # entries at i >= seam have wrapped
+
+    return torch.tensor([[[inside(i, i + offset, size - s) for i in range(size)] for s in shifts]
+                         for offset in range(-radius, radius + 1)], dtype=dtype, device=device)

@@ -34,28 +34,38 @@ def _relu(s, t, vx, vy):
 
 
 def _layers(spec, layers, state, first):
-    """state: dict of (sigma, theta) for the pairs 'xx', 'yy', 'xy' as (H, W, H, W) arrays."""
+    """state: dict of (sigma, theta) for the pairs 'xx', 'yy', 'xy' as (H, W, H, W) arrays, and
+    'nonnegative': whether the value is a (pooled) ReLU output, on which a ReLU is the identity."""
     for layer in layers:
         op = layer["op"]
+        if op == "relu" and state["nonnegative"]:
+            continue
+        state["nonnegative"] = op == "relu" or (op == "avg_pool" and state["nonnegative"])
         if op == "conv":
             w2 = layer.get("weight_std", spec["weight_std"]) ** 2
             b2 = layer.get("bias_std", spec["bias_std"]) ** 2
-            for key, (s, t) in state.items():
+            for key, (s, t) in _pairs(state):
                 s2 = w2 * _conv(s, layer["kernel"]) + b2
                 fixed = first[0] and spec.get("fix_first_and_readout", False)
                 state[key] = s2, np.zeros_like(s2) if fixed else w2 * _conv(t, layer["kernel"]) + s2
             first[0] = False
         elif op == "relu":
             diag = {key: np.einsum("ijij->ij", state[key][0]) for key in ("xx", "yy")}
-            for key, (s, t) in list(state.items()):
+            for key, (s, t) in _pairs(state):
                 state[key] = _relu(s, t, diag[key[0] * 2], diag[key[1] * 2])
         elif op == "avg_pool":
-            state.update({key: (_pool(s, layer["window"]), _pool(t, layer["window"])) for key, (s, t) in state.items()})
+            state.update({key: (_pool(s, layer["window"]), _pool(t, layer["window"])) for key, (s, t) in _pairs(state)})
         elif op == "residual":
             assert layer["body"] and layer["body"][-1]["op"] == "conv", "only bodies ending in a conv"
+            assert not state["nonnegative"], "only Gaussian branch points"
             body = _layers(spec, layer["body"], dict(state), first)
-            state = {key: (state[key][0] + body[key][0], state[key][1] + body[key][1]) for key in state}
+            state = {key: (s + body[key][0], t + body[key][1]) for key, (s, t) in _pairs(state)}
+            state["nonnegative"] = False
     return state
+
+
+def _pairs(state):
+    return [(key, value) for key, value in list(state.items()) if key != "nonnegative"]
 
 
 def plain_kernel(spec, x, y):
@@ -64,6 +74,7 @@ def plain_kernel(spec, x, y):
     inputs = {"xx": (x, x), "yy": (y, y), "xy": (x, y)}
     state = {key: (np.einsum("cij,ckl->ijkl", a, b) / a.shape[0],) * 1 for key, (a, b) in inputs.items()}
     state = {key: (s[0], np.zeros_like(s[0])) for key, s in state.items()}
+    state["nonnegative"] = False
     s, t = _layers(spec, spec["layers"], state, [True])["xy"]
     h, w = s.shape[:2]
     if spec["readout"] == "gap":
