@@ -2,3 +2,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # the plain reference implementation lives beside the tests
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    """Real CIFAR-10, found through the same setting users have; skipped only where it is unset."""
+    value = os.environ.get("NAS_CNTK_DATA_DIR")
+    if not value:
+        pytest.skip("NAS_CNTK_DATA_DIR is not set: no real CIFAR-10 for this test")
+    path = Path(value)
+    if not (path / "data_batch_1").exists() and not (path / "cifar-10-batches-py" / "data_batch_1").exists():
+        pytest.fail(f"NAS_CNTK_DATA_DIR={value} holds no CIFAR-10 batches")
+    return path
