@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from nas_cntk.architecture import Architecture
-from nas_cntk.data import DataSplits
 from nas_cntk.engine import kernel
+
+if TYPE_CHECKING:
+    from nas_cntk.data import DataSplits
 
 RELATIVE_RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
