@@ -169,7 +169,7 @@ def load(source: str | Path | Mapping[str, Any]) -> Architecture:
         description = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (ValueError, yaml.YAMLError) as error:
         first_line = str(error).splitlines()[0]
-        raise ArchitectureError(f"{path}: not valid {'YAML' if path.suffix != '.json' else 'JSON'} "
+        raise ArchitectureError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} "
                                 f"({first_line})") from None
     try:
         arch = parse(description)

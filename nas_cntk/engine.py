@@ -189,7 +189,7 @@ def default_memory_budget(device: torch.device) -> int:
     """
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 2
-    return 128 << 20
+    return 32 << 20
 
 
 def _compiled(fn):
