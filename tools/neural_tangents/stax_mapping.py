@@ -1,0 +1,77 @@
+"""Architecture descriptions (nas-cntk's JSON format) as neural-tangents `stax` networks.
+
+Runs only in the neural-tangents environment (/work/ntenv: neural-tangents 0.6.5, JAX 0.4.23), never
+in the project's. The mapping is the contract the reference values in tests/data/nt_reference.npz
+rest on:
+
+    conv      -> stax.Conv(1, (k, k), padding='SAME', W_std=w, b_std=b)
+                 (w, b: the conv's own weight_std / bias_std, else the top-level ones; the output
+                 channel count does not affect the kernels)
+    relu      -> stax.Relu()
+    avg_pool  -> stax.AvgPool((w, w), strides=(w, w))          (default VALID padding)
+    residual  -> stax.serial(stax.FanOut(2), stax.parallel(body, stax.Identity()), stax.FanInSum())
+    readout   -> stax.Flatten() or stax.GlobalAvgPool(), then stax.Dense(1, W_std=w, b_std=b)
+                 with the top-level weight_std / bias_std
+
+Inputs are NCHW arrays (n, C, H, W), transposed to NHWC for neural-tangents. Both use the NTK
+parameterisation with fan-in C k^2 (Flatten's kernel is the mean over pixels, i.e. fan-in C H W).
+
+Where neural-tangents is exact: it sums the kernels of summed branches (exact when a residual
+body ends in a conv with fresh weights) and refuses a ReLU, or a FanInSum, whose input is not a
+zero-mean Gaussian (a ReLU output, a pooled ReLU output, the raw images). The `fix` variant
+(`fix_first_and_readout: true`) has no stax equivalent and is refused here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from neural_tangents import stax
+
+DEFAULT_WEIGHT_STD = 2.0 ** 0.5
+DEFAULT_BIAS_STD = 0.0
+
+
+def _ops(layers: list[dict[str, Any]], w: float, b: float) -> list:
+    out = []
+    for layer in layers:
+        op = layer["op"]
+        if op == "conv":
+            out.append(stax.Conv(1, (layer["kernel"],) * 2, padding="SAME",
+                                 W_std=layer.get("weight_std", w), b_std=layer.get("bias_std", b)))
+        elif op == "relu":
+            out.append(stax.Relu())
+        elif op == "avg_pool":
+            window = (layer["window"],) * 2
+            out.append(stax.AvgPool(window, strides=window))
+        elif op == "residual":
+            body = stax.serial(*_ops(layer["body"], w, b))
+            out.append(stax.serial(stax.FanOut(2), stax.parallel(body, stax.Identity()), stax.FanInSum()))
+        else:
+            raise ValueError(f"unknown op {op!r}")
+    return out
+
+
+def to_stax(arch: dict[str, Any]) -> tuple:
+    """(init_fn, apply_fn, kernel_fn) of the described network, output width 1."""
+    if arch.get("fix_first_and_readout", False):
+        raise ValueError("fix_first_and_readout has no neural-tangents equivalent")
+    w = arch.get("weight_std", DEFAULT_WEIGHT_STD)
+    b = arch.get("bias_std", DEFAULT_BIAS_STD)
+    readout = {"flatten": stax.Flatten, "gap": stax.GlobalAvgPool}[arch["readout"]]
+    return stax.serial(*_ops(arch["layers"], w, b), readout(), stax.Dense(1, W_std=w, b_std=b))
+
+
+def nhwc(x_nchw: np.ndarray) -> np.ndarray:
+    return np.transpose(np.asarray(x_nchw), (0, 2, 3, 1))
+
+
+def kernel(arch: dict[str, Any], x1: np.ndarray, x2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The n1 x n2 NNGP and NTK of the network's output for NCHW inputs (x2=None: x1 with itself).
+
+    The precision is the inputs' as far as JAX allows: call
+    `jax.config.update('jax_enable_x64', True)` first for float64.
+    """
+    kernel_fn = to_stax(arch)[2]
+    k = kernel_fn(nhwc(x1), None if x2 is None else nhwc(x2), ("nngp", "ntk"))
+    return np.asarray(k.nngp), np.asarray(k.ntk)
