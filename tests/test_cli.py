@@ -1,0 +1,105 @@
+"""The installed `nas-cntk` console script, run as a user runs it, on real CIFAR-10 at a tiny setting."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nas_cntk
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
+TINY = ["--train-size", "40", "--resolution", "8", "--device", "cpu"]
+
+
+def nas_cntk_command(*args: str, data_dir: Path | str | None = None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("nas-cntk")
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["NAS_CNTK_DATA_DIR"] = str(data_dir)
+    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nas-cntk: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.integration
+def test_score_prints_accuracies_ridge_time_and_speed(cifar_dir: Path) -> None:
+    result = nas_cntk_command("score", "--arch", str(EXAMPLES / "cntk_v_3.json"), *TINY, "--val-size", "20",
+                              data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    for text in ("cntk_v_3", "40 training images, 20 validation (training split), 8x8", "CNTK accuracy",
+                 "NNGP accuracy", "ridge", "pairs/s", "1,620 image pairs"):
+        assert text in result.stdout
+
+
+@pytest.mark.integration
+def test_score_json_and_saved_kernels_agree(cifar_dir: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "kernels.npz"
+    arch = EXAMPLES / "cntk_gap_3.json"
+    result = nas_cntk_command("score", "--arch", str(arch), *TINY, "--val-size", "20", "--json",
+                              "--save-kernel", str(saved), data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["hash"] == nas_cntk.load(arch).hash
+    assert (report["train_size"], report["eval_size"], report["eval_split"]) == (40, 20, "val")
+    assert report["pairs"] == 40 * 41 // 2 + 20 * 40
+    assert 0 <= report["ntk"]["accuracy"] <= 1 and 0 <= report["nngp"]["accuracy"] <= 1
+
+    kernels = np.load(saved)
+    assert kernels["train_ntk"].shape == (40, 40) and kernels["eval_ntk"].shape == (20, 40)
+    np.testing.assert_allclose(kernels["train_ntk"], kernels["train_ntk"].T)
+    # The saved kernels reproduce the printed score.
+    from nas_cntk.score import kernel_regression
+    refit = kernel_regression(kernels["train_ntk"], kernels["y_train"], kernels["eval_ntk"], kernels["y_eval"])
+    assert refit.accuracy == report["ntk"]["accuracy"]
+    assert set(kernels["train_indices"]).isdisjoint(kernels["eval_indices"])
+
+
+@pytest.mark.integration
+def test_evaluate_scores_on_the_test_split(cifar_dir: Path) -> None:
+    result = nas_cntk_command("evaluate", "--arch", str(EXAMPLES / "cntk_v_3.json"), *TINY, "--test-size", "30",
+                              "--json", data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["eval_split"], report["eval_size"]) == ("test", 30)
+
+
+def test_bad_architecture_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    arch = tmp_path / "bad.json"
+    arch.write_text(json.dumps({"readout": "gap", "layers": [{"op": "conv", "kernel": 3}, {"op": "softmax"}]}))
+    line = one_error_line(nas_cntk_command("score", "--arch", str(arch), data_dir=tmp_path / "unused"))
+    assert "layers[1].op" in line and "softmax" in line
+
+
+def test_even_kernel_size_is_refused(tmp_path: Path) -> None:
+    arch = tmp_path / "even.yaml"
+    arch.write_text("readout: flatten\nlayers:\n  - {op: conv, kernel: 4}\n  - {op: relu}\n")
+    line = one_error_line(nas_cntk_command("score", "--arch", str(arch), data_dir=tmp_path / "unused"))
+    assert "layers[0].kernel" in line
+
+
+@pytest.mark.integration
+def test_corrupt_batch_is_one_line_naming_the_file(cifar_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(cifar_dir, broken)
+    (broken / "data_batch_3").write_bytes((cifar_dir / "data_batch_3").read_bytes()[:1000])
+    line = one_error_line(nas_cntk_command("score", "--arch", str(EXAMPLES / "cntk_v_3.json"), *TINY,
+                                           "--val-size", "20", "--data-dir", str(broken)))
+    assert "data_batch_3" in line
+
+
+@pytest.mark.integration
+def test_bad_subset_size_is_one_line(cifar_dir: Path) -> None:
+    line = one_error_line(nas_cntk_command("score", "--arch", str(EXAMPLES / "cntk_v_3.json"), "--train-size", "45",
+                                           "--resolution", "8", data_dir=cifar_dir))
+    assert "45" in line and "multiple of 10" in line
