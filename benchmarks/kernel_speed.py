@@ -1,7 +1,7 @@
 """Image pairs per second of the exact CNTK, ours beside neural-tangents', on 32x32 CIFAR-10 images.
 
     python benchmarks/kernel_speed.py                          # ours only
-    python benchmarks/kernel_speed.py --nt-python /work/ntenv/bin/python   # with the peer, same run
+    python benchmarks/kernel_speed.py --nt-python .venv-nt/bin/python   # with the peer, same run
 
 The paper's networks (depth x [conv3, relu], flatten or GAP readout), float32. Our timings
 exclude the one-off torch.compile of the first call (seconds, once per network and shape) and
@@ -35,7 +35,7 @@ def paper_network(readout: str, depth: int) -> dict:
 
 def cifar_images(n: int) -> torch.Tensor:
     images, _ = load_cifar10("train")
-    x = torch.from_numpy(images[:n]).float() / 255
+    x = torch.tensor(images[:n], dtype=torch.float32) / 255
     return (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
 
 
@@ -43,11 +43,11 @@ def ours(readout: str, depth: int, pairs: int, device: str) -> float:
     side = max(1, int(math.sqrt(pairs)))
     x = cifar_images(2 * side).to(device)
     arch = paper_network(readout, depth)
-    nas_cntk.kernel(arch, x[:side], x[side:], compile=True)  # warm-up: compiles for this shape
+    nas_cntk.kernel(arch, x[:side], x[side:], compile=True, progress=False)  # warm-up: compiles for this shape
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    nas_cntk.kernel(arch, x[:side], x[side:], compile=True)
+    nas_cntk.kernel(arch, x[:side], x[side:], compile=True, progress=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return side * side / (time.perf_counter() - start)

@@ -259,7 +259,9 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.pair_grids), 1 << 16, total))
     work = total * max(g.entries for g in p.pair_grids) * len(arch.nodes)
     progress = work > 1 << 32 if progress is None else progress
-    propagate = _propagate_compiled if (work > 1 << 34 if compile is None else compile) else _propagate
+    # Compiling costs tens of seconds once per network and batch shape: about a minute of uncompiled
+    # work on a 2-core CPU is where it starts to pay.
+    propagate = _propagate_compiled if (work > 1 << 29 if compile is None else compile) else _propagate
     nngp = torch.empty(n1, n2, dtype=dtype, device=device)
     ntk = torch.empty_like(nngp)
     with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:

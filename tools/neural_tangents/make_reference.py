@@ -1,8 +1,8 @@
 """Regenerate tests/data/nt_reference.npz: neural-tangents' float64 NNGP and NTK for a set of networks.
 
-    /work/ntenv/bin/python tools/neural_tangents/make_reference.py
+    .venv-nt/bin/python tools/neural_tangents/make_reference.py
 
-(/work/ntenv: `python3 -m venv /work/ntenv && /work/ntenv/bin/pip install neural-tangents==0.6.5
+(.venv-nt: `python3 -m venv .venv-nt && .venv-nt/bin/pip install neural-tangents==0.6.5
 "jax[cpu]==0.4.23" "jaxlib==0.4.23" "numpy<2"`.) The networks are mapped as stax_mapping.py's
 docstring says; only ones on which neural-tangents is exact are used (each ReLU and each residual
 takes a Gaussian input, each residual body ends in a conv). Images are standard normal, seeded per

@@ -1,6 +1,6 @@
 """Image pairs per second of neural-tangents' exact CNTK on the paper's networks (the speed peer).
 
-    /work/ntenv/bin/python tools/neural_tangents/peer_benchmark.py --readout gap --depth 3 --pairs 100 --json
+    .venv-nt/bin/python tools/neural_tangents/peer_benchmark.py --readout gap --depth 3 --pairs 100 --json
 
 The network is Arora et al. (2019)'s CNTK-V / CNTK-GAP without the `fix` variant: depth x [conv 3x3
 (W_std=sqrt(2), b_std=0), relu], then Flatten or GlobalAvgPool, then Dense. The kernel (NNGP and

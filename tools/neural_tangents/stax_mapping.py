@@ -1,6 +1,6 @@
 """Architecture descriptions (nas-cntk's JSON format) as neural-tangents `stax` networks.
 
-Runs only in the neural-tangents environment (/work/ntenv: neural-tangents 0.6.5, JAX 0.4.23), never
+Runs only in the neural-tangents environment (.venv-nt: neural-tangents 0.6.5, JAX 0.4.23), never
 in the project's. The mapping is the contract the reference values in tests/data/nt_reference.npz
 rest on:
 
