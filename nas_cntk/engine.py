@@ -184,12 +184,13 @@ def _zero_if_none(t: torch.Tensor | None) -> torch.Tensor | float:
 def default_memory_budget(device: torch.device) -> int:
     """Bytes of working memory for one batch of pairs.
 
-    GPU: half its free memory. CPU: small batches on purpose; a batch that stays in the last-level
-    cache runs several times faster than one that streams through RAM.
+    GPU: half its free memory. CPU: small batches on purpose; a batch whose working set stays in
+    the per-core caches runs up to twice as fast as one that spills (measured: 2 MiB beats 32 MiB
+    by 1.5-2x for flatten and low-resolution GAP on a 2-core EPYC).
     """
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 2
-    return 32 << 20
+    return 2 << 20
 
 
 def _compiled(fn):
