@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import nas_cntk
+from nas_cntk.score import kernel_regression
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 TINY = ["--train-size", "40", "--resolution", "8", "--device", "cpu"]
@@ -59,7 +60,6 @@ def test_score_json_and_saved_kernels_agree(cifar_dir: Path, tmp_path: Path) -> 
     assert kernels["train_ntk"].shape == (40, 40) and kernels["eval_ntk"].shape == (20, 40)
     np.testing.assert_allclose(kernels["train_ntk"], kernels["train_ntk"].T)
     # The saved kernels reproduce the printed score.
-    from nas_cntk.score import kernel_regression
     refit = kernel_regression(kernels["train_ntk"], kernels["y_train"], kernels["eval_ntk"], kernels["y_eval"])
     assert refit.accuracy == report["ntk"]["accuracy"]
     assert set(kernels["train_indices"]).isdisjoint(kernels["eval_indices"])
