@@ -354,3 +354,25 @@ def load_splits(train_size: int = 2000, eval_size: int = 1000, *, eval_split: Li
     return DataSplits(x_train=x_train.float(), y_train=torch.from_numpy(train_labels[train_indices]),
                       x_eval=x_eval.float(), y_eval=torch.from_numpy(eval_labels[eval_indices]),
                       train_indices=train_indices, eval_indices=eval_indices, eval_split=eval_split)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What a score depends on besides the architecture: the subsets and their preprocessing."""
+
+    train_size: int = 2000
+    val_size: int = 1000
+    resolution: int = 32
+    seed: int = 0
+    zca: bool = False
+
+    @property
+    def label(self) -> str:
+        """A short name, e.g. ``t2000-v1000-r32-s0``: scores are comparable only under one label."""
+        return (f"t{self.train_size}-v{self.val_size}-r{self.resolution}-s{self.seed}"
+                f"{'-zca' if self.zca else ''}")
+
+    def load(self, data_dir: str | Path | None = None) -> DataSplits:
+        """The training subset and a disjoint validation subset, both from the CIFAR-10 training split."""
+        return load_splits(self.train_size, self.val_size, eval_split="val", seed=self.seed,
+                           resolution=self.resolution, zca=self.zca, data_dir=data_dir)

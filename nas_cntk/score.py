@@ -8,7 +8,7 @@ the evaluation labels never influence the score.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +81,13 @@ class Score:
     @property
     def pairs_per_second(self) -> float:
         return self.pairs / self.seconds
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Score:
+        return cls(**{**values, "ntk": RegressionResult(**values["ntk"]), "nngp": RegressionResult(**values["nngp"])})
 
 
 def score(arch: Architecture, data: DataSplits, *, dtype: torch.dtype = torch.float32,

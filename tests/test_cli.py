@@ -2,35 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nas_cntk
+from commands import nas_cntk_command, one_error_line
 from nas_cntk.score import kernel_regression
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 TINY = ["--train-size", "40", "--resolution", "8", "--device", "cpu"]
-
-
-def nas_cntk_command(*args: str, data_dir: Path | str | None = None) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("nas-cntk")
-    env = dict(os.environ)
-    if data_dir is not None:
-        env["NAS_CNTK_DATA_DIR"] = str(data_dir)
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nas-cntk: error: "), result.stderr
-    return lines[0]
 
 
 @pytest.mark.integration

@@ -31,6 +31,9 @@ class AvgPool(Op):
     def module(self, channels: int, width: int) -> nn.Module:
         return nn.AvgPool2d(self.window)
 
+    def module_code(self, channels: str, width: str) -> str:
+        return f"nn.AvgPool2d({self.window})"
+
     def output_size(self, size: tuple[int, int], path: str) -> tuple[int, int]:
         h, w = size
         if h < self.window or w < self.window:

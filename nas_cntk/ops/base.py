@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from nas_cntk.errors import ArchitectureError
 from nas_cntk.grid import Grid
+
+# A channel count: an int when building a module, a Python expression when exporting its code.
+Channels = TypeVar("Channels", int, str)
 
 
 class Kind(Enum):
@@ -82,6 +85,7 @@ class Op:
 
     name: ClassVar[str]
     keys: ClassVar[frozenset[str]] = frozenset()  # allowed keys besides "op"
+    module_classes: ClassVar[tuple[type[nn.Module], ...]] = ()  # nas_cntk classes that module_code uses
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], path: str, defaults: Mapping[str, float]) -> Op:
@@ -95,7 +99,11 @@ class Op:
     def module(self, channels: int, width: int) -> nn.Module:
         raise NotImplementedError
 
-    def output_channels(self, channels: int, width: int) -> int:
+    def module_code(self, channels: str, width: str) -> str:
+        """The Python expression that builds :meth:`module`, given expressions for its arguments."""
+        raise NotImplementedError
+
+    def output_channels(self, channels: Channels, width: Channels) -> Channels:
         return channels
 
     # --- shapes and kinds (checked before any computation) --------------------------------------

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_cntk.ops.base import Cross, Fork, Kind, Op, PairContext, check_keys, integer, std
+from nas_cntk.ops.base import Channels, Cross, Fork, Kind, Op, PairContext, check_keys, integer, std
 
 
 class ConvModule(nn.Module):
-    """``y = weight_std / sqrt(fan_in) * W * x + bias_std * b`` with W, b ~ N(0, 1): its kernel is the rule below."""
+    """``y = weight_std / sqrt(fan_in) * W * x + bias_std * b`` with W, b ~ N(0, 1) (the NTK parameterisation)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, weight_std: float, bias_std: float):
         super().__init__()
@@ -35,6 +35,7 @@ class Conv(Op):
 
     name = "conv"
     keys = frozenset({"kernel", "weight_std", "bias_std"})
+    module_classes = (ConvModule,)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], path: str, defaults: Mapping[str, float]) -> Conv:
@@ -49,7 +50,10 @@ class Conv(Op):
     def module(self, channels: int, width: int) -> nn.Module:
         return ConvModule(channels, width, self.kernel, self.weight_std, self.bias_std)
 
-    def output_channels(self, channels: int, width: int) -> int:
+    def module_code(self, channels: str, width: str) -> str:
+        return f"ConvModule({channels}, {width}, {self.kernel}, {self.weight_std!r}, {self.bias_std!r})"
+
+    def output_channels(self, channels: Channels, width: Channels) -> Channels:
         return width
 
     def output_kind(self, kind: Kind, path: str) -> Kind:

@@ -15,6 +15,9 @@ class Identity(Op):
     def module(self, channels: int, width: int) -> nn.Module:
         return nn.Identity()
 
+    def module_code(self, channels: str, width: str) -> str:
+        return "nn.Identity()"
+
     def moments(self, sigma, theta, ctx: PairContext):
         return sigma, theta
 

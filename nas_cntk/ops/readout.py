@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -35,8 +36,15 @@ class Readout:
     weight_std: float
     bias_std: float
 
+    module_classes: ClassVar[tuple[type[nn.Module], ...]] = (ReadoutModule,)
+
     def module(self, channels: int, size: tuple[int, int], outputs: int) -> nn.Module:
         return ReadoutModule(self.kind, channels, size[0] * size[1], outputs, self.weight_std, self.bias_std)
+
+    def module_code(self, channels: str, size: tuple[int, int], outputs: str) -> str:
+        """The Python expression that builds :meth:`module`, given expressions for channels and outputs."""
+        return (f"ReadoutModule({self.kind!r}, {channels}, {size[0]} * {size[1]}, {outputs}, "
+                f"{self.weight_std!r}, {self.bias_std!r})")
 
     def grid(self, height: int, width: int) -> Grid:
         """The pixel pairs the readout reads: all of them for GAP, same-pixel ones for flatten."""

@@ -24,6 +24,9 @@ class Relu(Op):
     def module(self, channels: int, width: int) -> nn.Module:
         return nn.ReLU()
 
+    def module_code(self, channels: str, width: str) -> str:
+        return "nn.ReLU()"
+
     def output_kind(self, kind: Kind, path: str) -> Kind:
         if kind is Kind.MIXED:
             # relu(g + r) with g Gaussian and r a ReLU output is not Gaussian: no closed form.

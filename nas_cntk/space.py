@@ -1,0 +1,250 @@
+"""Search spaces: files that say which architectures a search may propose.
+
+Two shapes of file, both YAML (or JSON), validated on load with errors that name the file and key:
+
+* a **staged** space: a plain CNN of stages separated by 2x2 average pooling, each stage a number
+  of ``conv k x k, relu`` layers (optionally residual), then a readout. Every key is a choice:
+  a list is a categorical choice, ``{low: a, high: b}`` a float range (``step`` makes it finite,
+  ``log: true`` samples on a log scale), a single value is fixed. ``layers`` may vary ``per: stage``
+  and ``kernel`` ``per: stage`` or ``per: layer``. See ``search_spaces/default.yaml``.
+* a **list** space: ``architectures:`` a list of description files (paths relative to the space
+  file), searched by name. See ``search_spaces/arora2019.yaml``.
+
+``suggest(trial)`` asks an Optuna trial for the choices and returns the description; a sampled
+combination that has no valid network (pooled below one pixel, say) raises ``InvalidCandidate``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+
+from nas_cntk.architecture import Architecture, load, parse
+from nas_cntk.engine import plan
+from nas_cntk.errors import ArchitectureError, NasCntkError
+from nas_cntk.ops.readout import READOUTS
+
+BUILTIN_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+class SpaceError(NasCntkError):
+    """A search-space file that is malformed; the message names the file and the key."""
+
+
+class InvalidCandidate(NasCntkError):
+    """A sampled combination of choices that describes no valid network (the trial is pruned)."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One searched quantity: an Optuna distribution, sampled once per network, stage or layer."""
+
+    name: str
+    distribution: BaseDistribution
+    per: str = "network"
+
+    def suggest(self, trial: optuna.Trial, suffix: str = "") -> Any:
+        d, name = self.distribution, self.name + suffix
+        if isinstance(d, CategoricalDistribution):
+            return trial.suggest_categorical(name, d.choices)
+        return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+
+    @property
+    def finite(self) -> bool:
+        return isinstance(self.distribution, CategoricalDistribution) or self.distribution.step is not None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: Path
+    digest: str  # of the file's parsed content: a resumed study must search the same space
+
+    @property
+    def finite(self) -> bool:
+        """Whether every choice has finitely many values (exhaustive search is possible)."""
+        raise NotImplementedError
+
+    def suggest(self, trial: optuna.Trial) -> Architecture:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ListSpace(SearchSpace):
+    """A fixed list of architectures; the one choice is which."""
+
+    architectures: tuple[Architecture, ...]
+
+    @property
+    def finite(self) -> bool:
+        return True
+
+    def suggest(self, trial: optuna.Trial) -> Architecture:
+        names = [arch.name for arch in self.architectures]
+        return self.architectures[names.index(trial.suggest_categorical("architecture", names))]
+
+
+@dataclass(frozen=True)
+class StagedSpace(SearchSpace):
+    """Stages of ``conv, relu`` layers separated by 2x2 average pooling, then a readout."""
+
+    choices: Mapping[str, Choice]
+
+    @property
+    def finite(self) -> bool:
+        return all(choice.finite for choice in self.choices.values())
+
+    def suggest(self, trial: optuna.Trial) -> Architecture:
+        c = self.choices
+        residual = c["residual"].suggest(trial)
+        layers: list[dict[str, Any]] = []
+        for stage in range(1, c["stages"].suggest(trial) + 1):
+            if stage > 1:
+                layers.append({"op": "avg_pool", "window": 2})
+            stage_layers = c["layers"].suggest(trial, f"_stage{stage}" if c["layers"].per == "stage" else "")
+            for layer in range(1, stage_layers + 1):
+                suffix = {"network": "", "stage": f"_stage{stage}",
+                          "layer": f"_stage{stage}_layer{layer}"}[c["kernel"].per]
+                block = [{"op": "conv", "kernel": c["kernel"].suggest(trial, suffix)}, {"op": "relu"}]
+                # The first layer maps the image channels to the width, so it cannot be residual.
+                layers += [{"op": "residual", "body": block}] if residual and layers else block
+        description = {"weight_std": c["weight_std"].suggest(trial), "bias_std": c["bias_std"].suggest(trial),
+                       "readout": c["readout"].suggest(trial),
+                       "fix_first_and_readout": c["fix_first_and_readout"].suggest(trial), "layers": layers}
+        return parse(description)
+
+
+def check_candidate(arch: Architecture, resolution: int) -> None:
+    """Raise InvalidCandidate when ``arch`` has no valid network on ``resolution`` x ``resolution`` images."""
+    try:
+        plan(arch, resolution, resolution)
+    except ArchitectureError as error:
+        raise InvalidCandidate(f"{arch.summary()}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+STAGED_KEYS: dict[str, Callable[[Any], bool]] = {
+    "stages": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "layers": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "kernel": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1,
+    "residual": lambda v: isinstance(v, bool),
+    "readout": lambda v: v in READOUTS,
+    "weight_std": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+    "bias_std": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+    "fix_first_and_readout": lambda v: isinstance(v, bool),
+}
+EXPECTED = {"stages": "integers >= 1", "layers": "integers >= 1", "kernel": "odd integers >= 1",
+            "residual": "true or false", "readout": f"one of {', '.join(READOUTS)}",
+            "weight_std": "numbers >= 0", "bias_std": "numbers >= 0", "fix_first_and_readout": "true or false"}
+DEFAULTS = {"residual": False, "weight_std": 2**0.5, "bias_std": 0.0, "fix_first_and_readout": False}
+PER = {"layers": ("network", "stage"), "kernel": ("network", "stage", "layer")}
+FLOAT_KEYS = ("weight_std", "bias_std")
+
+
+def resolve_space_path(name_or_path: str | Path) -> Path:
+    """A space file by path, or by name among the built-in ``search_spaces/`` (``default``, ``arora2019``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    for candidate in (BUILTIN_SPACES / f"{name_or_path}.yaml", BUILTIN_SPACES / str(name_or_path)):
+        if candidate.exists():
+            return candidate
+    builtin = sorted(p.stem for p in BUILTIN_SPACES.glob("*.yaml"))
+    raise SpaceError(f"{name_or_path}: no such search-space file (built-in spaces: {', '.join(builtin)})")
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    path = resolve_space_path(name_or_path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SpaceError(f"{path}: cannot read the search-space file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise SpaceError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(content, Mapping):
+        raise SpaceError(f"{path}: expected a mapping of keys, got {type(content).__name__}")
+    name = content.get("name", path.stem)
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    try:
+        if "architectures" in content:
+            return _list_space(content, path, str(name), digest)
+        return _staged_space(content, path, str(name), digest)
+    except SpaceError as error:
+        raise SpaceError(f"{path}: {error}") from None
+
+
+def _list_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> ListSpace:
+    unknown = sorted(set(content) - {"name", "description", "architectures"})
+    if unknown:
+        raise SpaceError(f"{unknown[0]}: unknown key in a list space; allowed: name, description, architectures")
+    entries = content["architectures"]
+    if not isinstance(entries, list) or not entries:
+        raise SpaceError(f"architectures: expected a non-empty list of description files, got {entries!r}")
+    archs = []
+    for i, entry in enumerate(entries):
+        try:
+            archs.append(load(path.parent / str(entry)))
+        except ArchitectureError as error:
+            raise SpaceError(f"architectures[{i}]: {error}") from None
+    names = [arch.name for arch in archs]
+    if len(set(names)) < len(names):
+        raise SpaceError(f"architectures: two entries share the name {next(n for n in names if names.count(n) > 1)!r}")
+    return ListSpace(name, path, digest, tuple(archs))
+
+
+def _staged_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> StagedSpace:
+    allowed = {"name", "description", *STAGED_KEYS}
+    unknown = sorted(set(content) - allowed)
+    if unknown:
+        raise SpaceError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
+    choices = {}
+    for key, valid in STAGED_KEYS.items():
+        if key not in content and key not in DEFAULTS:
+            raise SpaceError(f"{key}: missing (expected {EXPECTED[key]}, as a list of choices or one value)")
+        choices[key] = _choice(key, content.get(key, DEFAULTS.get(key)), valid)
+    return StagedSpace(name, path, digest, choices)
+
+
+def _choice(key: str, value: Any, valid: Callable[[Any], bool]) -> Choice:
+    per = "network"
+    if isinstance(value, Mapping) and "choices" in value:
+        extra = sorted(set(value) - {"choices", "per"})
+        if extra:
+            raise SpaceError(f"{key}.{extra[0]}: unknown key; allowed: choices, per")
+        per = value.get("per", "network")
+        if per not in PER.get(key, ("network",)):
+            raise SpaceError(f"{key}.per: expected one of {', '.join(PER.get(key, ('network',)))}, got {per!r}")
+        value = value["choices"]
+    if isinstance(value, Mapping):
+        if key not in FLOAT_KEYS:
+            raise SpaceError(f"{key}: a range is only allowed for {' and '.join(FLOAT_KEYS)}; give a list of choices")
+        return Choice(key, _float_range(key, value), per)
+    choices = value if isinstance(value, list) else [value]
+    if not choices:
+        raise SpaceError(f"{key}: expected at least one choice")
+    for i, v in enumerate(choices):
+        if not valid(v):
+            raise SpaceError(f"{key}[{i}]: expected {EXPECTED[key]}, got {v!r}")
+    return Choice(key, CategoricalDistribution(choices), per)
+
+
+def _float_range(key: str, value: Mapping[str, Any]) -> FloatDistribution:
+    extra = sorted(set(value) - {"low", "high", "step", "log"})
+    if extra:
+        raise SpaceError(f"{key}.{extra[0]}: unknown key; allowed: low, high, step, log")
+    for bound in ("low", "high"):
+        if not isinstance(value.get(bound), (int, float)) or isinstance(value.get(bound), bool) \
+                or value[bound] < 0:
+            raise SpaceError(f"{key}.{bound}: expected a number >= 0, got {value.get(bound)!r}")
+    try:
+        return FloatDistribution(float(value["low"]), float(value["high"]), log=bool(value.get("log", False)),
+                                 step=value.get("step"))
+    except ValueError as error:  # low > high, log with low = 0, step with log, ...
+        raise SpaceError(f"{key}: {error}") from None

@@ -1,0 +1,94 @@
+"""MLflow tracking: one experiment per study, one parent run per search, one nested run per trial.
+
+Everything goes through an explicit ``MlflowClient`` (no global active run), so worker processes
+log into the same parent run by its id. A trial's run is found from the trial (Optuna user
+attribute ``mlflow_run_id``) and from the run (tags ``study`` and ``trial_number``); later results
+for the same trial (trained networks) are added to that run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+from nas_cntk.errors import NasCntkError
+
+for _name in ("mlflow", "alembic"):  # table creation and migration chatter on every new store
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class TrackingError(NasCntkError):
+    """The tracking store cannot be reached or written."""
+
+
+def local_tracking_uri(trials_dir: Path) -> str:
+    return f"sqlite:///{(trials_dir / 'mlflow.db').resolve()}"
+
+
+class Tracker:
+    """The MLflow side of a study. Creating one checks the store is reachable, before any trial starts."""
+
+    def __init__(self, uri: str, study: str, artifact_root: Path | None = None):
+        self.uri, self.study = uri, study
+        if uri.startswith(("http://", "https://")):
+            _check_server(uri)
+        elif uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(uri)
+        try:
+            experiment = self.client.get_experiment_by_name(study)
+            self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
+                study, artifact_location=None if artifact_root is None else (artifact_root / study).resolve().as_uri())
+        except MlflowException as error:
+            raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
+
+    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=f"search {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                     tags={"study": self.study, **tags})
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_trial(self, parent_run_id: str, trial_number: int, *, params: Mapping[str, Any],
+                  metrics: Mapping[str, float], tags: Mapping[str, str], architecture_json: str | None,
+                  status: str = "FINISHED") -> str:
+        """A finished trial as a nested run of the search's parent run; returns its run id."""
+        run = self.client.create_run(self.experiment_id, run_name=f"trial {trial_number}", tags={
+            "mlflow.parentRunId": parent_run_id, "study": self.study, "trial_number": str(trial_number), **tags})
+        run_id = run.info.run_id
+        self._log(run_id, params=params, metrics=metrics)
+        if architecture_json is not None:
+            self.client.log_text(run_id, architecture_json, "architecture.json")
+        self.client.set_terminated(run_id, status)
+        return run_id
+
+    def finish_search(self, run_id: str, leaderboard: pd.DataFrame, history_figure: Any | None,
+                      metrics: Mapping[str, float], status: str) -> None:
+        self._log(run_id, metrics=metrics)
+        self.client.log_text(run_id, leaderboard.to_csv(index=False), "leaderboard.csv")
+        if history_figure is not None:
+            self.client.log_figure(run_id, history_figure, "optimization_history.png")
+        self.client.set_terminated(run_id, status)
+
+    def _log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def _check_server(uri: str) -> None:
+    """Fail fast: MLflow's own client retries an unreachable server for minutes."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it, or leave out "
+                            "--tracking-uri to log to the local store under the trials folder") from None

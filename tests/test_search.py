@@ -1,0 +1,280 @@
+"""`nas-cntk search` end to end: real CIFAR-10, a real SQLite Optuna storage, a real MLflow store and server."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import sqlalchemy
+from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+import nas_cntk
+from commands import nas_cntk_command, one_error_line
+
+TINY = ["--train-size", "20", "--val-size", "10", "--resolution", "8", "--device", "cpu"]
+SMALL_SPACE = """
+name: small
+stages: [1, 2]
+layers: [1]
+kernel: [1, 3]
+residual: [false, true]
+readout: [flatten, gap]
+weight_std: 1.4142135623730951
+bias_std: [0.0, 0.1]
+"""
+# Distinct networks that take a second or more each at 40 + 20 images: long enough to be caught running.
+SLOW_SPACE = """
+name: slow
+stages: [1]
+layers: [3, 4]
+kernel: {choices: [1, 3, 5], per: layer}
+readout: [gap]
+"""
+SLOW = ["--train-size", "40", "--val-size", "20", "--resolution", "8", "--device", "cpu"]
+
+
+def write_space(directory: Path, text: str) -> Path:
+    path = directory / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def stores(trials_dir: Path) -> tuple[str, str]:
+    return f"sqlite:///{trials_dir / 'optuna.db'}", f"sqlite:///{trials_dir / 'mlflow.db'}"
+
+
+def load(trials_dir: Path, study: str) -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=stores(trials_dir)[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """One small search, shared by the tests that read its results."""
+    root = tmp_path_factory.mktemp("search")
+    result = nas_cntk_command("search", "--space", str(write_space(root, SMALL_SPACE)), "--trials", "4", *TINY,
+                              "--study", "small", "--trials-dir", str(root / "trials"), data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    return root / "trials", result
+
+
+@pytest.mark.integration
+def test_search_records_every_trial_in_optuna_and_mlflow(searched) -> None:
+    trials_dir, result = searched
+    assert "top five of 4 finished trials" in result.stdout and "nas-cntk export --study small" in result.stdout
+    study = load(trials_dir, "small")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+
+    client = MlflowClient(stores(trials_dir)[1])
+    experiment = client.get_experiment_by_name("small")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.metrics["best_cntk_val_accuracy"] == study.best_value
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"leaderboard.csv",
+                                                                          "optimization_history.png"}
+    nested = {r.info.run_id: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert len(nested) == 4
+    for trial in trials:
+        run = nested[trial.user_attrs["mlflow_run_id"]]  # the trial finds its run ...
+        assert run.data.tags["trial_number"] == str(trial.number)  # ... and the run its trial
+        assert run.data.tags["arch_hash"] == trial.user_attrs["arch_hash"]
+        assert run.data.metrics["cntk_val_accuracy"] == trial.value
+        assert run.data.metrics["nngp_val_accuracy"] == trial.user_attrs["nngp_val_accuracy"]
+        assert {"cntk_ridge", "kernel_seconds", "pairs_per_second"} <= set(run.data.metrics)
+        assert run.data.params["readout"] == trial.params["readout"] and run.data.params["train_size"] == "20"
+        assert run.data.tags["device"] == "cpu"
+        description = json.loads(Path(client.download_artifacts(run.info.run_id, "architecture.json")).read_text())
+        assert nas_cntk.load(description).hash == trial.user_attrs["arch_hash"]
+
+
+@pytest.mark.integration
+def test_mlflow_ui_server_returns_the_runs(searched) -> None:
+    trials_dir, _ = searched
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("nas-cntk")), "ui", "--trials-dir", str(trials_dir),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # its own process group: the server's workers stop with it
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
+                time.sleep(0.5)
+
+        def api(path: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}",
+                                             data=None if body is None else json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+
+        experiment = api("experiments/get-by-name?experiment_name=small")["experiment"]
+        runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+        tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+        parents = [t for t in tags if "mlflow.parentRunId" not in t]
+        assert len(parents) == 1 and len(runs) == 5
+        nested = [run for run, t in zip(runs, tags) if "trial_number" in t]
+        assert sorted(int(t["trial_number"]) for t in tags if "trial_number" in t) == [0, 1, 2, 3]
+        assert all(t.get("mlflow.parentRunId") == runs[tags.index(parents[0])]["info"]["run_id"]
+                   for t in tags if "trial_number" in t)
+        artifacts = api(f"artifacts/list?run_id={nested[0]['info']['run_id']}")["files"]
+        assert [a["path"] for a in artifacts] == ["architecture.json"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_leaderboard_and_export_of_the_best(searched, tmp_path: Path) -> None:
+    trials_dir, _ = searched
+    csv = tmp_path / "board.csv"
+    result = nas_cntk_command("leaderboard", "--trials-dir", str(trials_dir), "--top", "2", "--csv", str(csv))
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(csv)
+    study = load(trials_dir, "small")
+    assert list(table["rank"]) == [1, 2] and table["cntk_acc"].iloc[0] == study.best_value
+    assert table["cntk_acc"].is_monotonic_decreasing
+    assert str(table["hash"].iloc[0]) in result.stdout
+
+    out = tmp_path / "export"
+    result = nas_cntk_command("export", "--trials-dir", str(trials_dir), "--top", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = sorted(out.glob("rank*.py"))
+    assert len(files) == 2 and files[0].name.startswith(f"rank1_trial{table['trial'].iloc[0]}_")
+    assert nas_cntk.load(files[0].with_suffix(".json")).hash == table["hash"].iloc[0]
+    # The exported file runs where nas_cntk cannot be imported.
+    check = ("import sys, runpy, torch; sys.modules['nas_cntk'] = None; "
+             f"net = runpy.run_path({str(files[0])!r})['Network'](width=8); "
+             "print(tuple(net(torch.randn(2, 3, 32, 32)).shape))")
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(2, 10)"
+
+
+@pytest.mark.integration
+def test_resuming_with_other_data_settings_is_refused(searched) -> None:
+    trials_dir, _ = searched
+    line = one_error_line(nas_cntk_command("search", "--space", str(trials_dir.parent / "space.yaml"), "--study",
+                                           "small", "--trials", "5", "--train-size", "30", "--val-size", "10",
+                                           "--resolution", "8", "--trials-dir", str(trials_dir)))
+    assert "study 'small'" in line and "t30-v10-r8-s0" in line
+
+
+@pytest.mark.integration
+def test_the_same_architecture_is_scored_once(cifar_dir: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path, "name: one\nstages: 1\nlayers: 2\nkernel: 3\nreadout: gap\n")
+    result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
+                              "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path / "trials", "one").get_trials()
+    assert [t.user_attrs["cached"] for t in trials] == [False, True, True]
+    assert len({t.value for t in trials}) == 1
+    assert result.stdout.count("cached") == 2
+
+
+@pytest.mark.integration
+def test_invalid_combinations_are_pruned_with_their_reason(cifar_dir: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path, "stages: 3\nlayers: 1\nkernel: 3\nreadout: flatten\n")
+    result = nas_cntk_command("search", "--space", str(space), "--trials", "2", "--train-size", "20", "--val-size",
+                              "10", "--resolution", "2", "--study", "pooled", "--trials-dir",
+                              str(tmp_path / "trials"), data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path / "trials", "pooled").get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    assert all("below one pixel" in t.user_attrs["pruned_reason"] for t in trials)
+    assert "pruned" in result.stdout
+
+
+@pytest.mark.integration
+def test_a_killed_search_resumes_and_retries_the_running_trial(cifar_dir: Path, tmp_path: Path) -> None:
+    space, trials_dir = write_space(tmp_path, SLOW_SPACE), tmp_path / "trials"
+    command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", str(space), "--trials", "4",
+               *SLOW, "--study", "slow", "--heartbeat", "1", "--trials-dir", str(trials_dir)]
+    env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 240
+    running = None
+    while running is None:  # kill -9 once a trial has finished and the next one is running
+        assert process.poll() is None and time.monotonic() < deadline, "the search ended before it was killed"
+        time.sleep(0.3)
+        try:
+            trials = load(trials_dir, "slow").get_trials()
+        except (KeyError, sqlalchemy.exc.OperationalError):  # no storage or no study yet
+            continue
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            running = next((t for t in trials if t.state == TrialState.RUNNING), None)
+    process.kill()
+    process.wait()
+    before = {t.number: t.value for t in load(trials_dir, "slow").get_trials(states=(TrialState.COMPLETE,))}
+    assert load(trials_dir, "slow").trials[running.number].state == TrialState.RUNNING
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    trials = load(trials_dir, "slow").get_trials()
+    assert trials[running.number].state == TrialState.FAIL  # stale heartbeat: failed ...
+    retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE  # ... and run again
+    assert retries[0].params == running.params
+    assert {t.number: t.value for t in trials if t.number in before} == before  # finished trials are kept
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 4
+
+
+@pytest.mark.integration
+def test_two_workers_share_one_study(cifar_dir: Path, tmp_path: Path) -> None:
+    result = nas_cntk_command("search", "--space", str(write_space(tmp_path, SLOW_SPACE)), "--trials", "6", *SLOW,
+                              "--study", "pair", "--workers", "2", "--trials-dir", str(tmp_path / "trials"),
+                              data_dir=cifar_dir, timeout=600)
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path / "trials", "pair").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # Each worker stops once the study has 6 finished trials; one may be finishing its last then.
+    assert 6 <= len(complete) <= 7 and len(complete) == len(trials)
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    client = MlflowClient(stores(tmp_path / "trials")[1])
+    runs = client.search_runs([client.get_experiment_by_name("pair").experiment_id])
+    trial_runs = sorted(int(r.data.tags["trial_number"]) for r in runs if "trial_number" in r.data.tags)
+    assert trial_runs == sorted(t.number for t in complete)  # one run per trial, none lost or doubled
+
+
+def test_unreachable_tracking_server_fails_before_any_trial(tmp_path: Path) -> None:
+    space = write_space(tmp_path, SMALL_SPACE)
+    line = one_error_line(nas_cntk_command("search", "--space", str(space), *TINY, "--trials-dir",
+                                           str(tmp_path / "trials"), "--tracking-uri",
+                                           f"http://127.0.0.1:{free_port()}", data_dir=tmp_path / "unused"))
+    assert "unreachable" in line
+    assert not (tmp_path / "trials" / "optuna.db").exists()
+
+
+def test_bad_space_file_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
+    space = write_space(tmp_path, SMALL_SPACE.replace("kernel: [1, 3]", "kernel: [1, 4]"))
+    line = one_error_line(nas_cntk_command("search", "--space", str(space), "--trials-dir", str(tmp_path)))
+    assert str(space) in line and "kernel[1]" in line and "odd" in line
+
+
+def test_grid_needs_a_finite_space(tmp_path: Path) -> None:
+    line = one_error_line(nas_cntk_command("search", "--space", "default", "--sampler", "grid", *TINY,
+                                           "--trials-dir", str(tmp_path / "trials")))
+    assert "--sampler grid" in line and "continuous" in line
