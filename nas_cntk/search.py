@@ -80,7 +80,7 @@ def load_study(storage: str, study: str | None = None) -> optuna.Study:
     return optuna.load_study(study_name=study or names[-1], storage=open_storage(storage))
 
 
-def _sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     if name == "auto":
         name = "grid" if isinstance(space, ListSpace) else "tpe"
     if name == "grid":
@@ -88,7 +88,9 @@ def _sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSa
             raise NasCntkError(f"--sampler grid: search space {space.path} has continuous ranges; give them a "
                                "`step` or use --sampler tpe")
         # Every combination once, conditional choices included; the study stops when all are done.
-        return optuna.samplers.BruteForceSampler(seed=seed)
+        with warnings.catch_warnings():  # experimental since Optuna 3.1, unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.BruteForceSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -102,7 +104,7 @@ def open_study(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
     """Create the study, or resume it after checking it searches the same space on the same data."""
     study = optuna.create_study(storage=open_storage(settings.storage, settings.heartbeat),
                                 study_name=settings.study, direction="maximize", load_if_exists=True,
-                                sampler=_sampler(settings.sampler, space, settings.seed))
+                                sampler=make_sampler(settings.sampler, space, settings.seed))
     expected = _study_attrs(settings, space)
     found = {key: study.user_attrs[key] for key in expected if key in study.user_attrs}
     if not found:

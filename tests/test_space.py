@@ -1,0 +1,95 @@
+"""Search-space files: loading, validation errors, the networks they describe, and the score cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial
+
+import nas_cntk
+from nas_cntk.cache import ScoreCache
+from nas_cntk.data import DataSettings
+from nas_cntk.score import RegressionResult, Score
+from nas_cntk.search import make_sampler
+from nas_cntk.space import InvalidCandidate, ListSpace, SpaceError, StagedSpace, check_candidate, load_space
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
+
+
+def space_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_spaces_load_by_name():
+    default = load_space("default")
+    assert isinstance(default, StagedSpace) and not default.finite  # weight/bias std are ranges
+    paper = load_space("arora2019")
+    assert isinstance(paper, ListSpace) and paper.finite
+    assert sorted(a.hash for a in paper.architectures) == sorted(nas_cntk.load(f).hash for f in EXAMPLES.glob("*.json"))
+
+
+def test_staged_choices_build_the_described_network(tmp_path: Path):
+    space = load_space(space_file(tmp_path, "stages: [1, 2]\nlayers: {choices: [1, 2], per: stage}\n"
+                                            "kernel: {choices: [1, 3, 5], per: layer}\nresidual: [false, true]\n"
+                                            "readout: [flatten, gap]\nweight_std: {low: 1, high: 2}\n"))
+    arch = space.suggest(FixedTrial({"residual": True, "stages": 2, "layers_stage1": 1, "kernel_stage1_layer1": 3,
+                                     "layers_stage2": 2, "kernel_stage2_layer1": 5, "kernel_stage2_layer2": 1,
+                                     "weight_std": 1.5, "bias_std": 0.0, "readout": "gap",
+                                     "fix_first_and_readout": False}))
+    assert arch.summary() == "conv3 relu pool2 [conv5 relu] [conv1 relu] | gap"
+    assert arch.spec["weight_std"] == 1.5 and arch.spec["layers"][3]["body"][0]["weight_std"] == 1.5
+
+
+def test_grid_enumerates_every_combination_once(tmp_path: Path):
+    space = load_space(space_file(tmp_path, "stages: [1, 2]\nlayers: 1\nkernel: {choices: [1, 3], per: stage}\n"
+                                            "readout: [flatten, gap]\n"))
+    study = optuna.create_study(sampler=make_sampler("grid", space, seed=0), direction="maximize")
+    hashes = []
+    study.optimize(lambda trial: hashes.append(space.suggest(trial).hash) or 0.0, n_trials=100)
+    assert len(hashes) == len(set(hashes)) == (2 + 4) * 2  # stages 1: 2 kernels; stages 2: 2 x 2; two readouts
+
+
+def test_pooling_below_one_pixel_is_an_invalid_candidate(tmp_path: Path):
+    space = load_space(space_file(tmp_path, "stages: 3\nlayers: 1\nkernel: 3\nreadout: flatten\n"))
+    arch = space.suggest(FixedTrial({"residual": False, "stages": 3, "layers": 1, "kernel": 3, "weight_std": 2**0.5,
+                                     "bias_std": 0.0, "readout": "flatten", "fix_first_and_readout": False}))
+    check_candidate(arch, 4)
+    with pytest.raises(InvalidCandidate, match="below one pixel"):
+        check_candidate(arch, 2)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stages: [1]\nlayers: 1\nkernel: [3, 4]\nreadout: gap\n", "kernel[1]: expected odd integers >= 1, got 4"),
+    ("stages: [1]\nlayers: 1\nkernel: 3\nreadout: [gap, max]\n", "readout[1]: expected one of flatten, gap"),
+    ("stages: [1]\nlayers: 1\nkernel: 3\n", "readout: missing"),
+    ("stages: [1]\nlayers: 1\nkernel: 3\nreadout: gap\nwidth: 4\n", "width: unknown key"),
+    ("stages: [1]\nlayers: {choices: [1], per: layer}\nkernel: 3\nreadout: gap\n",
+     "layers.per: expected one of network, stage"),
+    ("stages: {low: 1, high: 3}\nlayers: 1\nkernel: 3\nreadout: gap\n", "stages: a range is only allowed for"),
+    ("stages: 1\nlayers: 1\nkernel: 3\nreadout: gap\nbias_std: {low: 1, high: 0}\n", "bias_std:"),
+    ("stages: [1\n", "not valid YAML"),
+    ("architectures: [missing.json]\n", "architectures[0]:"),
+])
+def test_malformed_space_names_file_and_key(tmp_path: Path, text: str, message: str):
+    path = space_file(tmp_path, text)
+    with pytest.raises(SpaceError) as error:
+        load_space(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_unknown_space_name_lists_the_builtin_ones():
+    with pytest.raises(SpaceError, match="arora2019, default"):
+        load_space("no-such-space")
+
+
+def test_score_cache_round_trips_and_separates_data_settings(tmp_path: Path):
+    result = Score("abc123", RegressionResult(0.5, 0.1, 0.01, 0.4), RegressionResult(0.45, 0.2, 0.1, 0.35),
+                   seconds=1.5, pairs=100, device="cpu")
+    ScoreCache(tmp_path, DataSettings(train_size=20)).put(result)
+    assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("abc123") == result
+    assert ScoreCache(tmp_path, DataSettings(train_size=40)).get("abc123") is None
+    assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("other") is None
+    assert not list(tmp_path.rglob("*.tmp"))
