@@ -8,16 +8,22 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from nas_cntk import architecture, data, engine
+from nas_cntk import architecture, data, engine, trained
+from nas_cntk.correlation import correlate, correlation_figure, format_correlation
 from nas_cntk.errors import NasCntkError
-from nas_cntk.leaderboard import format_table, leaderboard
+from nas_cntk.leaderboard import format_table, leaderboard, trial_architecture
 from nas_cntk.score import Score, score
 from nas_cntk.search import SAMPLERS, SearchSettings, finished_trials, load_study, run_search
-from nas_cntk.tracking import local_tracking_uri
+from nas_cntk.tracking import Tracker, local_tracking_uri
+from nas_cntk.train import PARAMETERIZATIONS, SCHEDULES, TrainSettings
+from nas_cntk.trained import KERNELS
 
 DEFAULT_TRIALS_DIR = "trials"
+# Training settings a 2-core CPU finishes in minutes per network (timings in BENCHMARKS.md).
+PRESETS = {"full": {}, "cpu": {"width": 64, "epochs": 15, "train_size": 10000, "resolution": 8}}
 
 
 def _add_data_options(parser: argparse.ArgumentParser, eval_name: str, eval_default: int) -> None:
@@ -88,6 +94,53 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="DIR", help="output folder (default: DIR/export/STUDY)")
     _add_store_options(export, "study name (default: the most recent)")
 
+    train = commands.add_parser("train", help="train the finite networks of a study's architectures; "
+                                "their test accuracy goes next to the kernel scores")
+    chosen = train.add_mutually_exclusive_group()
+    chosen.add_argument("--top", type=int, metavar="K", help="the kernel's best K architectures (default 5)")
+    chosen.add_argument("--trials", metavar="N,N,...", help="these trials, e.g. 3,7,9")
+    chosen.add_argument("--sample", type=int, metavar="K", help="K architectures drawn at random: an unbiased "
+                        "sample for `nas-cntk correlate`")
+    train.add_argument("--preset", choices=PRESETS, default="full",
+                       help="full: the settings below; cpu: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v
+                                                                        in PRESETS["cpu"].items())
+                       + " (options given explicitly override the preset)")
+    defaults = TrainSettings()
+    for name, kind, text in (
+            ("width", int, "channels of every conv"), ("epochs", int, ""), ("batch_size", int, ""),
+            ("lr", float, "learning rate of the N(0, 1) parameters (ntk), or of the effective weights (standard)"),
+            ("momentum", float, "Nesterov momentum"), ("weight_decay", float, "on the effective weights"),
+            ("train_size", int, "training images, stratified, from the training split without the study's "
+                                "validation images"),
+            ("test_size", int, "test-split images the accuracy is measured on"),
+            ("resolution", int, "downsample images to this size")):
+        default = getattr(defaults, name)
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar=name.split("_")[-1].upper(),
+                           help=f"{text}{'; ' if text else ''}default {default if default is not None else 'all'}")
+    train.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule (default {defaults.schedule})")
+    train.add_argument("--parameterization", choices=PARAMETERIZATIONS,
+                       help=f"how the learning rate meets each layer (default {defaults.parameterization}; "
+                            "see the README)")
+    train.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                       help="no random crops and flips")
+    train.add_argument("--seed", type=int, help="seed of the training subset, initialisation and batches (default 0)")
+    train.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (as for score)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available; bfloat16 mixed "
+                       "precision on CUDA)")
+    _add_store_options(train, "study name (default: the most recent)")
+
+    correlate = commands.add_parser("correlate", help="how well the kernel ranking predicts the trained ranking")
+    correlate.add_argument("--label", help="which trained results (default: the label with the most)")
+    correlate.add_argument("--trained-csv", metavar="FILE", help="trained accuracies from a CSV instead, keyed "
+                           "by a 'hash' or 'name' column")
+    correlate.add_argument("--column", help="the CSV's accuracy column (default: its only numeric one)")
+    correlate.add_argument("--kernel", choices=KERNELS, default="cntk", help="which kernel score (default cntk)")
+    correlate.add_argument("--top-k", type=int, metavar="K", help="k of precision@k (default: a tenth, at least 1)")
+    correlate.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    correlate.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    correlate.add_argument("--out", metavar="FILE.png", help="the plot (default: DIR/correlation/STUDY-KERNEL-LABEL.png)")
+    _add_store_options(correlate, "study name (default: the most recent)")
+
     ui = commands.add_parser("ui", help="start the MLflow UI on the local tracking store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -117,9 +170,13 @@ def _report(arch: architecture.Architecture, splits: data.DataSplits, result: Sc
     return "\n".join(f"{key:<14}{value}" for key, value in rows)
 
 
+def _check_device(device: str | None) -> None:
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise NasCntkError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
 def _score_command(args) -> None:
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise NasCntkError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    _check_device(args.device)
     arch = architecture.load(args.arch)
     engine.plan(arch, args.resolution, args.resolution)  # a bad architecture fails before any data is read
     eval_split = "val" if args.command == "score" else "test"
@@ -183,11 +240,83 @@ def _export_command(args) -> None:
     out = Path(args.out or Path(args.trials_dir) / "export" / study.study_name)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for row in table.itertuples():
-        attrs = trials[row.trial].user_attrs
-        arch = architecture.parse({**attrs["architecture"], **({"name": attrs["name"]} if attrs["name"] else {})})
+        arch = trial_architecture(trials[row.trial])
         json_path, py_path = export_architecture(arch, out, f"rank{row.rank}_trial{row.trial}_{row.hash}")
         print(f"{row.rank}. CNTK {row.cntk_acc:.4f}  {py_path}  {json_path.name}")
     table.to_csv(out / "leaderboard.csv", index=False)
+
+
+def _train_settings(args) -> TrainSettings:
+    given = {name: getattr(args, name) for name in TrainSettings.__dataclass_fields__ if getattr(args, name, None) is not None}
+    return TrainSettings(**{**PRESETS[args.preset], **given})
+
+
+def _train_command(args) -> None:
+    settings = _train_settings(args)
+    _check_device(args.device)
+    try:
+        numbers = None if args.trials is None else [int(n) for n in args.trials.split(",")]
+    except ValueError:
+        raise NasCntkError(f"--trials {args.trials!r}: expected trial numbers separated by commas, e.g. 3,7,9") from None
+    for option in ("top", "sample"):
+        if getattr(args, option) is not None:
+            _positive(getattr(args, option), f"--{option}")
+    storage, tracking_uri = _stores(args)
+    study = load_study(storage, args.study)
+    chosen = trained.select(study, top=args.top or 5, trials=numbers, sample=args.sample, seed=settings.seed)
+    done = trained.results(study).get(settings.label, {})
+    todo = [t for t in chosen if t.number not in done]
+    networks = {t.number: trial_architecture(t) for t in todo}
+    for number, arch in networks.items():  # a network that does not fit fails now, not after hours of training
+        try:
+            arch.sizes(settings.resolution, settings.resolution)
+        except NasCntkError as error:
+            raise NasCntkError(f"trial {number} at --resolution {settings.resolution}: {error}") from None
+    print(f"study {study.study_name}: {len(todo)} network(s) to train, {len(chosen) - len(todo)} already trained "
+          f"with these settings (label {settings.label})")
+    tracker = Tracker(tracking_uri, study.study_name, Path(args.trials_dir) / "mlartifacts")
+    data_splits = data.load_training_data(data.DataSettings.from_label(study.user_attrs["data"]),
+                                          settings.train_size, settings.test_size, resolution=settings.resolution,
+                                          seed=settings.seed, data_dir=args.data_dir)
+    diverged = trained.train_trials(study, networks, todo, settings, data_splits, tracker, device=args.device)
+    results = trained.results(study).get(settings.label, {})
+    table = pd.DataFrame([{"trial": t.number, "cntk_acc": t.value, "test_acc": results[t.number]["test_accuracy"],
+                           "train_s": results[t.number]["seconds"], "network": trained.architecture_id(t)}
+                          for t in chosen if t.number in results])
+    if len(table):
+        print(table.to_string(index=False, formatters={"cntk_acc": "{:.4f}".format, "test_acc": "{:.4f}".format,
+                                                       "train_s": "{:.0f}".format}))
+    if diverged:
+        raise NasCntkError(f"training diverged for trial(s) {', '.join(map(str, diverged))}; the others are "
+                           "kept; run again with a lower --lr to train those")
+
+
+def _correlate_command(args) -> None:
+    storage, tracking_uri = _stores(args)
+    study = load_study(storage, args.study)
+    if args.trained_csv:
+        trained_scores, label = trained.external_trained(args.trained_csv, args.column), \
+            f"csv-{Path(args.trained_csv).stem}"
+    else:
+        label = trained.choose_label(study, args.label)
+        trained_scores = trained.study_trained(study, label)
+    table = trained.pair(trained.kernel_scores(study, args.kernel), trained_scores)
+    kernel_scores, trained_accuracy = (table.set_index("id")[column] for column in ("kernel", "trained"))
+    result = correlate(kernel_scores, trained_accuracy, top_k=args.top_k, resamples=args.resamples, seed=args.seed)
+    kernel_label = f"{args.kernel.upper()} validation accuracy"
+    report = (f"study {study.study_name}, {kernel_label} vs trained test accuracy ({label})\n"
+              f"{format_correlation(result)}")
+    print(table.drop(columns="name").sort_values("kernel", ascending=False)
+          .to_string(index=False, float_format="{:.4f}".format))
+    print(f"\n{report}")
+    figure = correlation_figure(kernel_scores, trained_accuracy, result, kernel_label=kernel_label)
+    out = Path(args.out or Path(args.trials_dir) / "correlation" / f"{study.study_name}-{args.kernel}-{label}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    tracker = Tracker(tracking_uri, study.study_name, Path(args.trials_dir) / "mlartifacts")
+    run_id = tracker.latest_search_run()
+    tracker.log_correlation(run_id, f"{args.kernel}.{label}", result.to_dict(), table, report, figure)
+    print(f"\nplot          {out}\nMLflow        run {run_id} of experiment {study.study_name}")
 
 
 def _ui_command(args) -> None:
@@ -201,7 +330,8 @@ def _ui_command(args) -> None:
 
 
 COMMANDS = {"score": _score_command, "evaluate": _score_command, "search": _search_command,
-            "leaderboard": _leaderboard_command, "export": _export_command, "ui": _ui_command}
+            "leaderboard": _leaderboard_command, "export": _export_command, "train": _train_command,
+            "correlate": _correlate_command, "ui": _ui_command}
 
 
 def main(argv: list[str] | None = None) -> int:

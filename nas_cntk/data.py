@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import os
 import pickle
+import re
 import shutil
 import tarfile
 import tempfile
@@ -323,37 +324,53 @@ def load_splits(train_size: int = 2000, eval_size: int = 1000, *, eval_split: Li
     """
     if eval_split not in ("val", "test"):
         raise DataError(f"unknown evaluation split {eval_split!r}; use 'val' or 'test'")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
-            or resolution < 2 or IMAGE_SIZE % resolution:
-        raise DataError(f"resolution {resolution!r} does not divide {IMAGE_SIZE} into equal blocks; "
-                        f"use 32, 16, 8, 4 or 2")
+    _check_resolution(resolution)
     _check_size(train_size, "training size")  # before reading 180 MB of files
     _check_size(eval_size, "evaluation size")
 
     train_images, train_labels = load_cifar10("train", data_dir)
-    train_indices = stratified_indices(train_labels, train_size, seed)
-    # The evaluation subset draws from a stream of its own, so that its size never changes the training subset.
-    eval_seed = [seed, 1]
     if eval_split == "val":
+        train_indices, eval_indices = validation_split(train_labels, train_size, eval_size, seed)
         eval_images, eval_labels = train_images, train_labels
-        eval_indices = stratified_indices(train_labels, eval_size, eval_seed, exclude=train_indices)
     else:
+        train_indices = stratified_indices(train_labels, train_size, seed)
         eval_images, eval_labels = load_cifar10("test", data_dir)
-        eval_indices = stratified_indices(eval_labels, eval_size, eval_seed)
+        eval_indices = stratified_indices(eval_labels, eval_size, [seed, 1])
+    x_train, x_eval = _preprocess(train_images[train_indices], eval_images[eval_indices], resolution, zca)
+    return DataSplits(x_train=x_train, y_train=torch.from_numpy(train_labels[train_indices]),
+                      x_eval=x_eval, y_eval=torch.from_numpy(eval_labels[eval_indices]),
+                      train_indices=train_indices, eval_indices=eval_indices, eval_split=eval_split)
 
+
+def validation_split(train_labels: np.ndarray, train_size: int, val_size: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation subsets of the CIFAR-10 training split that a search scores on."""
+    train_indices = stratified_indices(train_labels, train_size, seed)
+    # The validation subset draws from a stream of its own, so that its size never changes the training subset.
+    return train_indices, stratified_indices(train_labels, val_size, [seed, 1], exclude=train_indices)
+
+
+def _preprocess(train: np.ndarray, other: np.ndarray, resolution: int,
+                zca: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale to [0, 1], downsample, standardise per channel (and ZCA) with statistics of ``train`` alone."""
     def prepare(images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(images).to(torch.float64) / 255  # float64 until the end: ZCA needs it
         return F.avg_pool2d(x, IMAGE_SIZE // resolution) if resolution < IMAGE_SIZE else x
 
-    x_train, x_eval = prepare(train_images[train_indices]), prepare(eval_images[eval_indices])
+    x_train, x_other = prepare(train), prepare(other)
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-12)  # a constant channel stays 0
-    x_train, x_eval = (x_train - mean) / std, (x_eval - mean) / std
+    x_train, x_other = (x_train - mean) / std, (x_other - mean) / std
     if zca:
-        x_train, x_eval = _zca(x_train, x_eval)
-    return DataSplits(x_train=x_train.float(), y_train=torch.from_numpy(train_labels[train_indices]),
-                      x_eval=x_eval.float(), y_eval=torch.from_numpy(eval_labels[eval_indices]),
-                      train_indices=train_indices, eval_indices=eval_indices, eval_split=eval_split)
+        x_train, x_other = _zca(x_train, x_other)
+    return x_train.float(), x_other.float()
+
+
+def _check_resolution(resolution: int) -> None:
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
+            or resolution < 2 or IMAGE_SIZE % resolution:
+        raise DataError(f"resolution {resolution!r} does not divide {IMAGE_SIZE} into equal blocks; "
+                        f"use 32, 16, 8, 4 or 2")
 
 
 @dataclass(frozen=True)
@@ -376,3 +393,37 @@ class DataSettings:
         """The training subset and a disjoint validation subset, both from the CIFAR-10 training split."""
         return load_splits(self.train_size, self.val_size, eval_split="val", seed=self.seed,
                            resolution=self.resolution, zca=self.zca, data_dir=data_dir)
+
+    @classmethod
+    def from_label(cls, label: str) -> DataSettings:
+        """The settings a :attr:`label` names (a study records its data setting by label)."""
+        match = re.fullmatch(r"t(\d+)-v(\d+)-r(\d+)-s(-?\d+)(-zca)?", label)
+        if match is None:
+            raise DataError(f"data label {label!r} is not of the form t2000-v1000-r32-s0[-zca]")
+        return cls(*map(int, match.groups()[:4]), zca=match[5] is not None)
+
+
+def load_training_data(held_out: DataSettings, train_size: int | None = None, test_size: int = 10000, *,
+                       resolution: int = 32, seed: int = 0, data_dir: str | Path | None = None) -> DataSplits:
+    """Data to train finite networks on: the CIFAR-10 training split without a search's validation images.
+
+    ``train_size`` stratified images (all that remain when None) from the training split minus the
+    validation subset of ``held_out``, and ``test_size`` stratified images of the test split (10000:
+    all of it); standardised per channel with the training images' statistics.
+    """
+    _check_resolution(resolution)
+    if train_size is not None:
+        _check_size(train_size, "training size")
+    _check_size(test_size, "test size")
+    train_images, train_labels = load_cifar10("train", data_dir)
+    _, val_indices = validation_split(train_labels, held_out.train_size, held_out.val_size, held_out.seed)
+    if train_size is None:
+        train_indices = np.setdiff1d(np.arange(len(train_labels)), val_indices)
+    else:
+        train_indices = stratified_indices(train_labels, train_size, [seed, 2], exclude=val_indices)
+    test_images, test_labels = load_cifar10("test", data_dir)
+    test_indices = stratified_indices(test_labels, test_size, [seed, 3])  # 10000: all of them
+    x_train, x_test = _preprocess(train_images[train_indices], test_images[test_indices], resolution)
+    return DataSplits(x_train=x_train, y_train=torch.from_numpy(train_labels[train_indices]),
+                      x_eval=x_test, y_eval=torch.from_numpy(test_labels[test_indices]),
+                      train_indices=train_indices, eval_indices=test_indices, eval_split="test")

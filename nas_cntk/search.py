@@ -301,7 +301,7 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> optuna.Stu
     try:
         for process in workers:
             process.start()
-        with tqdm(total=settings.trials, initial=done, desc="trials", unit="trial", smoothing=0,
+        with tqdm(total=done + remaining, initial=done, desc="trials", unit="trial", smoothing=0,
                   dynamic_ncols=True) as bar:
             _work(settings, 0, parent_run_id, splits, bar)
             for process in workers:

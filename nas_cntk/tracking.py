@@ -77,6 +77,33 @@ class Tracker:
             self.client.log_figure(run_id, history_figure, "optimization_history.png")
         self.client.set_terminated(run_id, status)
 
+    def log_trained(self, run_id: str, label: str, settings: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        """A trained network's result in its trial's run, under ``trained.LABEL.``: other labels are kept."""
+        prefix = f"trained.{label}."
+        now = int(time.time() * 1000)
+        curves = [Metric(f"{prefix}{name}", float(value), now, epoch)
+                  for name in ("train_loss", "train_accuracy") for epoch, value in enumerate(result[name], 1)]
+        self._log(run_id, params={f"{prefix}{k}": v for k, v in settings.items()},
+                  metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")})
+        self.client.log_batch(run_id, metrics=curves)
+        self.client.set_tag(run_id, f"{prefix}device", result["device"])
+
+    def latest_search_run(self) -> str:
+        """The study's most recent search run (a run without a parent): where study-wide results go."""
+        for run in self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"],
+                                           max_results=50000):
+            if "mlflow.parentRunId" not in run.data.tags:
+                return run.info.run_id
+        raise TrackingError(f"no search run of study {self.study!r} in {self.uri}")
+
+    def log_correlation(self, run_id: str, label: str, metrics: Mapping[str, float], table: pd.DataFrame,
+                        report: str, figure: Any) -> None:
+        prefix = f"correlation.{label}"
+        self._log(run_id, metrics={f"{prefix}.{k}": v for k, v in metrics.items()})
+        self.client.log_text(run_id, table.to_csv(index=False), f"{prefix}/scores.csv")
+        self.client.log_text(run_id, report, f"{prefix}/correlation.txt")
+        self.client.log_figure(run_id, figure, f"{prefix}/correlation.png")
+
     def _log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],

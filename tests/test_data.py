@@ -456,3 +456,33 @@ def test_real_zca_whitens(cifar_dir):
 
     before, after = distance_from_scaled_identity(plain.x_train), distance_from_scaled_identity(white.x_train)
     assert after < 0.2 * before, (before, after)  # neighbouring pixels are strongly correlated before, barely after
+
+
+# ------------------------------------------------------------------------------ training finite networks
+
+def test_training_data_keeps_the_search_validation_images_out(fake):
+    held_out = data.DataSettings(train_size=100, val_size=50, seed=2)
+    search = held_out.load(fake["folder"])
+    everything = data.load_training_data(held_out, None, 100, resolution=16, data_dir=fake["folder"])
+    _, labels = fake["train"]
+    assert len(np.intersect1d(everything.train_indices, search.eval_indices)) == 0
+    assert len(everything.train_indices) == len(labels) - 50  # all the rest, the kernel's training images too
+    assert len(np.intersect1d(everything.train_indices, search.train_indices)) == 100
+    assert everything.x_train.shape[-2:] == (16, 16) and everything.eval_split == "test"
+    subset = data.load_training_data(held_out, 200, 100, seed=1, data_dir=fake["folder"])
+    assert len(np.intersect1d(subset.train_indices, search.eval_indices)) == 0
+    np.testing.assert_array_equal(np.bincount(labels[subset.train_indices]), [20] * 10)
+    test_images, _ = fake["test"]
+    _, expected = standardise_like_train(fake["train"][0][subset.train_indices] / 255,
+                                         test_images[subset.eval_indices] / 255)
+    np.testing.assert_allclose(subset.x_eval.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [data.DataSettings(), data.DataSettings(500, 250, 8, 3, True)])
+def test_a_data_label_names_its_settings(settings):
+    assert data.DataSettings.from_label(settings.label) == settings
+
+
+def test_a_bad_data_label_is_named():
+    with pytest.raises(DataError, match="'t2000-v1000' is not of the form"):
+        data.DataSettings.from_label("t2000-v1000")
