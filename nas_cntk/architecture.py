@@ -61,6 +61,11 @@ class Architecture:
         """Number of convs, the paper's depth."""
         return sum(isinstance(node.op, OPS["conv"]) for node in self.nodes)
 
+    @property
+    def first_conv(self) -> int:
+        """Node index of the first conv: the layer the paper's `fix` variant keeps untrained."""
+        return next(n for n, node in enumerate(self.nodes) if isinstance(node.op, OPS["conv"]))
+
     def summary(self) -> str:
         """A one-line description, e.g. ``conv3 relu [conv3 relu conv3] pool2 relu | gap``."""
         return f"{_summary(self.spec['layers'])} | {self.readout.kind}"

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from nas_cntk.architecture import Architecture, load
 from nas_cntk.errors import ArchitectureError, KernelError
 from nas_cntk.grid import Grid
-from nas_cntk.ops import Conv, Cross, Fork, Kind, PairContext, Relu
+from nas_cntk.ops import Cross, Fork, Kind, PairContext, Relu
 
 
 class Kernels(NamedTuple):
@@ -39,7 +39,6 @@ class Plan:
     image_grids: list[Grid]  # the same for a flatten readout: enough for per-pixel variances
     consumers: list[int]     # how many times each node's value is read
     scopes: dict[int, frozenset[int]]  # branch point -> the nodes on branches that a sum closes again
-    first_conv: int
 
     @property
     def variance_nodes(self) -> frozenset[int]:
@@ -83,9 +82,8 @@ def plan(arch: Architecture, height: int, width: int) -> Plan:
         if len(node.inputs) > 1 and not (len(node.inputs) == 2 and node.inputs[0] in scopes
                                          and node.inputs[1] in scopes[node.inputs[0]] | {node.inputs[0]}):
             raise ArchitectureError(f"{node.path}: the engine sums two branches only where one leaves the other")
-    first_conv = next(n for n, node in enumerate(nodes) if isinstance(node.op, Conv))
     return Plan(arch, sizes, kinds, grids(arch.readout.grid(*sizes[-1])),
-                grids(Grid.diagonal(*sizes[-1])), consumers, scopes, first_conv)
+                grids(Grid.diagonal(*sizes[-1])), consumers, scopes)
 
 
 @dataclass
@@ -121,6 +119,7 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
     values: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
     crosses: dict[tuple[int, int], Cross | None] = {}
     remaining = list(p.consumers)
+    untrained_conv = p.arch.first_conv if p.arch.fix_first_and_readout else None
 
     def moments(i: int, grid: Grid) -> tuple[torch.Tensor, torch.Tensor | None]:
         sigma, theta = values[i]
@@ -153,7 +152,7 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
                 theta = theta + theta_o + _zero_if_none(c.theta_fn) + _zero_if_none(c.theta_nf)
         kind_in = sum((p.kinds[i] for i in node.inputs[1:]), start=p.kinds[first])
         ctx = PairContext(grid_in, grid, stats_a.variance.get(first), stats_b.variance.get(first), kind_in,
-                          trainable=not (p.arch.fix_first_and_readout and n == p.first_conv))
+                          trainable=n != untrained_conv)
         for f, scope in p.scopes.items():
             if n in scope:
                 carried = sum((c for i in node.inputs if (c := cross_with(f, i, grid_in)) is not None), start=None)

@@ -144,8 +144,7 @@ def train(arch: Architecture, data: DataSplits, settings: TrainSettings, *, devi
     generator = torch.Generator(device).manual_seed(settings.seed)
     model = arch.module(settings.width, input_size=tuple(data.x_train.shape[-2:])).to(device)
     if arch.fix_first_and_readout:
-        first_conv = next(layer for layer in model.layers if hasattr(layer, "weight_scale"))
-        for parameter in (*first_conv.parameters(), *model.readout.parameters()):
+        for parameter in (*model.layers[arch.first_conv].parameters(), *model.readout.parameters()):
             parameter.requires_grad_(False)
     groups = parameter_groups(model, settings)
     optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
