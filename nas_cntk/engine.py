@@ -17,7 +17,9 @@ from typing import Any, Iterator, Mapping, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from nas_cntk import cpu_kernel
 from nas_cntk.architecture import Architecture, load
+from nas_cntk.chain import chain
 from nas_cntk.errors import ArchitectureError, KernelError
 from nas_cntk.grid import Grid
 from nas_cntk.ops import Cross, Fork, Kind, PairContext, Relu
@@ -108,7 +110,8 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
     """Push a batch of image pairs through the network.
 
     With ``stats_a`` None the pairs are (x, x) and the pass records each image's statistics as
-    it goes (variances are the same-pixel entries); otherwise it returns the readout kernels.
+    it goes (variances are the same-pixel entries); otherwise it returns the readout's averages of
+    the last NNGP and NTK pair tensors (:meth:`Readout.reduce`).
     """
     record = stats_a is None
     grids = p.image_grids if record else p.pair_grids
@@ -173,7 +176,7 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
     if record:
         return stats_a
     sigma, theta = values[len(nodes) - 1]
-    return p.arch.readout.kernels(sigma, theta, grids[-1], trainable=not p.arch.fix_first_and_readout)
+    return p.arch.readout.reduce(sigma, grids[-1]), p.arch.readout.reduce(theta, grids[-1])
 
 
 def _zero_if_none(t: torch.Tensor | None) -> torch.Tensor | float:
@@ -211,6 +214,12 @@ def _compiled(fn):
 _propagate_compiled = _compiled(_propagate)
 
 
+def triton_kernel():
+    """The Triton module, imported on first use: only CUDA runs need Triton."""
+    from nas_cntk import triton_kernel
+    return triton_kernel
+
+
 def _pair_batches(n1: int, n2: int | None, batch: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
     """Index batches of pairs: all of n1 x n2, or each unordered pair i <= j once when n2 is None."""
     if n2 is not None:
@@ -233,14 +242,18 @@ def image_statistics(p: Plan, x: torch.Tensor, batch: int) -> ImageStats:
 def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch.Tensor,
            x2: torch.Tensor | None = None, *, dtype: torch.dtype = torch.float32,
            device: torch.device | str | None = None, memory_budget: int | None = None,
-           progress: bool | None = None, compile: bool | None = None) -> Kernels:
+           progress: bool | None = None, compile: bool | None = None, fused: bool | None = None) -> Kernels:
     """Exact NNGP and NTK of ``arch`` between images ``x1`` (n1, C, H, W) and ``x2`` (n2, C, H, W).
 
     ``x2=None`` means ``x2 = x1``; the symmetric matrix is then computed once per unordered pair.
-    Work is tiled into batches of image pairs that fit ``memory_budget`` bytes (default: from the
-    device's free memory). ``progress`` shows a bar with an ETA (default: for long runs).
-    ``compile`` fuses each batch's whole pass with torch.compile, several times faster once
-    compiled (default: when the work is large enough to repay the seconds of compiling).
+    ``progress`` shows a bar with an ETA (default: for long runs).
+    Chain networks (convs and ReLUs, no pools or branches) in float32 run on a fused kernel
+    (:mod:`nas_cntk.cpu_kernel`, or :mod:`nas_cntk.triton_kernel` on a CUDA GPU) that keeps each
+    pixel-pair slice on chip through every layer; ``fused=False`` forces the plain path, which
+    every fused result is tested against. On the plain path, work is tiled into batches of image
+    pairs that fit ``memory_budget`` bytes (default: from the device's free memory), and
+    ``compile`` fuses each batch's pass with torch.compile, several times faster once compiled
+    (default: when the work is large enough to repay the seconds of compiling).
     """
     arch = load(arch)
     device = torch.device(device) if device is not None else x1.device
@@ -250,32 +263,47 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
         raise ValueError(f"expected image batches (n, C, H, W) of one shape, got {tuple(x1.shape)} and "
                          f"{None if x2 is None else tuple(x2.shape)}")
     p = plan(arch, x1.shape[2], x1.shape[3])
-    budget = memory_budget or default_memory_budget(device)
-    image_batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.image_grids), 1 << 16))
-    stats1 = image_statistics(p, x1, image_batch)
-    stats2 = stats1 if x2 is None else image_statistics(p, x2, image_batch)
     n1, n2 = len(x1), len(x1) if x2 is None else len(x2)
     total = n1 * (n1 + 1) // 2 if x2 is None else n1 * n2
-    batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.pair_grids), 1 << 16, total))
     work = total * max(g.entries for g in p.pair_grids) * len(arch.nodes)
-    progress = work > 1 << 32 if progress is None else progress
-    # Compiling costs tens of seconds once per network and batch shape: about a minute of uncompiled
-    # work on a 2-core CPU is where it starts to pay.
-    propagate = _propagate_compiled if (work > 1 << 29 if compile is None else compile) else _propagate
-    nngp = torch.empty(n1, n2, dtype=dtype, device=device)
-    ntk = torch.empty_like(nngp)
-    with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:
-        for i, j in _pair_batches(n1, None if x2 is None else n2, batch, device):
+    net = chain(arch) if fused is not False and device.type in ("cpu", "cuda") and dtype == torch.float32 else None
+    if fused and net is None:
+        raise ValueError("fused=True needs a chain network (convs and ReLUs, no pools or branches), float32, "
+                         "on the CPU or a CUDA GPU")
+    if net is not None:
+        pairs = (cpu_kernel if device.type == "cpu" else triton_kernel()).Pairs(net, p.pair_grids[-1], x1, x2)
+        # Sized so that a batch takes well under a second: the progress bar moves, and an interrupt
+        # loses little.
+        batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
+        means = pairs.means
+    else:
+        budget = memory_budget or default_memory_budget(device)
+        image_batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.image_grids), 1 << 16))
+        stats1 = image_statistics(p, x1, image_batch)
+        stats2 = stats1 if x2 is None else image_statistics(p, x2, image_batch)
+        batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.pair_grids), 1 << 16, total))
+        # Compiling costs tens of seconds once per network and batch shape: about a minute of
+        # uncompiled work on a 2-core CPU is where it starts to pay.
+        propagate = _propagate_compiled if (work > 1 << 29 if compile is None else compile) else _propagate
+
+        def means(i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             count = len(i)
             if count < batch:  # pad the last batch: one shape, one compiled graph
                 i, j = (torch.cat([t, t[-1:].expand(batch - count)]) for t in (i, j))
             xb = x1[j] if x2 is None else x2[j]
-            a, b = propagate(p, x1[i], xb, stats1.take(i), stats2.take(j), ntk=True)
-            i, j, a, b = i[:count], j[:count], a[:count], b[:count]
+            sigma, theta = propagate(p, x1[i], xb, stats1.take(i), stats2.take(j), ntk=True)
+            return sigma[:count], theta[:count]
+
+    progress = work > 1 << 32 if progress is None else progress
+    nngp = torch.empty(n1, n2, dtype=dtype, device=device)
+    ntk = torch.empty_like(nngp)
+    with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:
+        for i, j in _pair_batches(n1, None if x2 is None else n2, batch, device):
+            a, b = arch.readout.kernels(*means(i, j), trainable=not arch.fix_first_and_readout)
             nngp[i, j], ntk[i, j] = a, b
             if x2 is None:
                 nngp[j, i], ntk[j, i] = a, b
-            bar.update(count)
+            bar.update(len(i))
     bad = (~torch.isfinite(nngp)).sum().item() + (~torch.isfinite(ntk)).sum().item()
     if bad:
         raise KernelError(f"the kernel has {bad} non-finite entries (NaN or Inf); check the input images "

@@ -6,6 +6,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # the plain reference implementa
 import os
 
 import pytest
+import torch
+
+# Triton kernels run in Triton's interpreter where there is no GPU. Triton reads the setting when
+# it is imported, which `import nas_cntk` already does (through torch.compile): set it first.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

@@ -50,19 +50,24 @@ class Readout:
         """The pixel pairs the readout reads: all of them for GAP, same-pixel ones for flatten."""
         return Grid.full(height, width) if self.kind == "gap" else Grid.diagonal(height, width)
 
-    def kernels(self, sigma: torch.Tensor, theta: torch.Tensor, grid: Grid,
-                trainable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """NNGP and NTK of the network output for each pair, ``(B,)`` each.
+    def reduce(self, t: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """The readout's average of a pair tensor over the pixel pairs ``grid`` holds, ``(B,)``.
 
-        flatten: w^2 mean_p K[p, p] + b^2;  GAP: w^2 mean_{p, p'} K[p, p'] + b^2. The NTK adds the
-        readout's own term (the NNGP) unless the readout is fixed (the paper's `fix` variant).
+        flatten: mean_p K[p, p]; GAP: mean_{p, p'} K[p, p']. Linear, so a pair's shifts may be
+        reduced in parts and the parts added.
         """
-        def reduce(t: torch.Tensor) -> torch.Tensor:
-            pixels = grid.height * grid.width
-            if self.kind == "gap":
-                return t.sum(dim=(1, 2, 3, 4)) / pixels**2
-            return grid.same_pixel(t).sum(dim=(1, 2)) / pixels
+        pixels = grid.height * grid.width
+        if self.kind == "gap":
+            return t.sum(dim=(1, 2, 3, 4)) / pixels**2
+        return grid.same_pixel(t).sum(dim=(1, 2)) / pixels
 
-        nngp = self.weight_std**2 * reduce(sigma) + self.bias_std**2
-        ntk = self.weight_std**2 * reduce(theta)
+    def kernels(self, sigma_mean: torch.Tensor, theta_mean: torch.Tensor,
+                trainable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """NNGP and NTK of the network output from the :meth:`reduce`d last-layer moments.
+
+        NNGP = w^2 mean K + b^2. The NTK adds the readout's own term (the NNGP) unless the readout
+        is fixed (the paper's `fix` variant).
+        """
+        nngp = self.weight_std**2 * sigma_mean + self.bias_std**2
+        ntk = self.weight_std**2 * theta_mean
         return nngp, ntk + nngp if trainable else ntk
