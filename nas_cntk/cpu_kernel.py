@@ -40,29 +40,30 @@ class Pairs:
     def __init__(self, chain: Chain, grid: Grid, x1: torch.Tensor, x2: torch.Tensor | None = None):
         self.tables = tuple(t.numpy() for t in chain.tables(torch.device("cpu")))
         self.rows, self.cols, self.entries = np.array(grid.rows), np.array(grid.cols), grid.entries
-        self.x1 = _array(x1)
+        x1 = _array(x1)
+        self.x1_by_channels = x1 / np.float32(x1.shape[1])  # the input layer's mean over channels, folded in
         self.var1 = image_variances(chain, x1).numpy()
-        x2, var2 = (self.x1, self.var1) if x2 is None else (_array(x2), image_variances(chain, x2).numpy())
+        x2, var2 = (x1, self.var1) if x2 is None else (_array(x2), image_variances(chain, x2).numpy())
         # The second image's rows twice over: its pixels at column shift c are the run [c, c + W).
         self.x2_twice, self.var2_twice = (np.concatenate([t, t], axis=-1) for t in (x2, var2))
 
     def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Readout means (sigma_mean, theta_mean) of the pairs (x1[i[k]], x2[j[k]]), each ``(len(i),)``."""
-        sums = _run(self.x1, self.x2_twice, self.var1, self.var2_twice, i.numpy(), j.numpy(), self.rows,
+        sums = _run(self.x1_by_channels, self.x2_twice, self.var1, self.var2_twice, i.numpy(), j.numpy(), self.rows,
                     self.cols, *self.tables, record=False)
         sigma_mean, theta_mean = torch.from_numpy(sums.sum(-1) / self.entries).float()
         return sigma_mean, theta_mean
 
 
-def image_variances(chain: Chain, x: torch.Tensor) -> torch.Tensor:
+def image_variances(chain: Chain, x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Per-pixel variances of ``chain.variance_nodes`` for images x, ``(len(variance_nodes), n, H, W)``.
 
     The kernel's own pass over the pairs (x, x), for the reason given in :mod:`nas_cntk.triton_kernel`.
     """
-    x = _array(x)
+    x = _array(x) if isinstance(x, torch.Tensor) else x
     var = np.zeros((len(chain.variance_nodes), *x.shape[:1], *x.shape[2:]), np.float32)
     k, zero = np.arange(len(x)), np.zeros(1, np.int64)
-    _run(x, x, var, var, k, k, zero, zero, *(t.numpy() for t in chain.tables(torch.device("cpu"))), record=True)
+    _run(x / np.float32(x.shape[1]), x, var, var, k, k, zero, zero, *(t.numpy() for t in chain.tables(torch.device("cpu"))), record=True)
     return torch.from_numpy(var)
 
 
@@ -70,24 +71,24 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
 
 
-def _run(x1, x2_twice, var1, var2_twice, i, j, rows, cols, ints, floats, record: bool) -> np.ndarray:
+def _run(x1_by_channels, x2_twice, var1, var2_twice, i, j, rows, cols, ints, floats, record: bool) -> np.ndarray:
     """The kernel on all cores that torch may use; the sums, ``(2, pairs, shifts)``."""
     sums = np.zeros((2, len(i), len(rows) * len(cols)))
     workers = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(workers)
-    _chain_sums(x1, x2_twice, var1, var2_twice, i.astype(np.int64), j.astype(np.int64), rows.astype(np.int64),
+    _chain_sums(x1_by_channels, x2_twice, var1, var2_twice, i.astype(np.int64), j.astype(np.int64), rows.astype(np.int64),
                 cols.astype(np.int64), ints, floats, record, workers, sums)
     return sums
 
 
 @numba.njit(parallel=True, **_JIT)
-def _chain_sums(x1, x2_twice, var1, var2_twice, pair_a, pair_b, rows, cols, ints, floats, record, workers, sums):
+def _chain_sums(x1_by_channels, x2_twice, var1, var2_twice, pair_a, pair_b, rows, cols, ints, floats, record, workers, sums):
     """Sigma and Theta of the last layer summed over each item's slice, into ``sums[:, pair, shift]``.
 
     With ``record`` the items are the pairs (x, x) at shift 0 and each ReLU stores its input
     Sigma, the variances, into var1.
     """
-    height, width = x1.shape[2], x1.shape[3]
+    height, width = x1_by_channels.shape[2], x1_by_channels.shape[3]
     reach = 0
     for layer in range(len(ints)):
         if ints[layer, 0] == CONV:
@@ -110,7 +111,9 @@ def _chain_sums(x1, x2_twice, var1, var2_twice, pair_a, pair_b, rows, cols, ints
                 _geometry(height, width, r, c, reach, starts, weights, moments)
                 laid_out = shift
             current, theta_is_zero = 0, True
-            _input_layer(x1, a, x2_twice, b, r, c, starts, moments)
+            _input_layer(x1_by_channels, a, x2_twice, b, r, c, starts, moments)
+            if len(ints) == 0 or ints[0, 0] != CONV:  # Theta = 0, read by a ReLU before any conv (a conv sets it afresh)
+                moments[0, 1, :] = 0
             for layer in range(len(ints)):
                 if ints[layer, 0] == CONV:
                     _conv(moments, current, ints[layer, 1], floats[layer, 0], floats[layer, 1], ints[layer, 2] != 0,
@@ -140,21 +143,17 @@ def _geometry(height, width, r, c, reach, starts, weights, moments):
 # They take whole arrays and indices, not views: a view updates its array's reference count, an
 # atomic that the cores contend for.
 @numba.njit(**_JIT)
-def _input_layer(x1, a, x2_twice, b, r, c, starts, moments):
-    """``Sigma[p, q] = mean_ch x1[a, ch, p, q] x2[b, ch, (p + r) % H, (q + c) % W]`` into buffer 0; Theta = 0."""
-    channels, height, width = x1.shape[1], x1.shape[2], x1.shape[3]
+def _input_layer(x1_by_channels, a, x2_twice, b, r, c, starts, moments):
+    """``Sigma[p, q] = sum_ch x1[a, ch, p, q] / C x2[b, ch, (p + r) % H, (q + c) % W]`` into buffer 0."""
+    channels, height, width = x1_by_channels.shape[1], x1_by_channels.shape[2], x1_by_channels.shape[3]
     w, c = U(width), U(c)
-    moments[0, 1, :] = 0
     for p in range(height):
         pr, start = p + r if p + r < height else p + r - height, starts[p]
         for q in range(w):
-            moments[0, 0, start + q] = x1[a, 0, p, q] * x2_twice[b, 0, pr, c + q]
+            moments[0, 0, start + q] = x1_by_channels[a, 0, p, q] * x2_twice[b, 0, pr, c + q]
         for ch in range(1, channels):
             for q in range(w):
-                moments[0, 0, start + q] += x1[a, ch, p, q] * x2_twice[b, ch, pr, c + q]
-        if channels > 1:
-            for q in range(w):
-                moments[0, 0, start + q] /= np.float32(channels)
+                moments[0, 0, start + q] += x1_by_channels[a, ch, p, q] * x2_twice[b, ch, pr, c + q]
 
 
 @numba.njit(**_JIT)
@@ -172,19 +171,18 @@ def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, star
         _box(moments, current, 1, scale, False, starts, weights, row_sums)
     else:
         _box(moments, current, radius, scale, box_theta, starts, weights, row_sums)
-    for p in range(len(starts)):
+    for p in range(len(starts)):  # the bias, and Theta' from Sigma'
         start = starts[p]
-        for q in range(w):
-            moments[out, 0, start + q] += bias2
         if box_theta:
             for q in range(w):
-                moments[out, 1, start + q] += moments[out, 0, start + q]
-        elif trainable:
-            for q in range(w):
-                moments[out, 1, start + q] = moments[out, 0, start + q]
+                sigma = moments[out, 0, start + q] + bias2
+                moments[out, 0, start + q] = sigma
+                moments[out, 1, start + q] += sigma
         else:
             for q in range(w):
-                moments[out, 1, start + q] = 0
+                moments[out, 0, start + q] += bias2
+            for q in range(w):
+                moments[out, 1, start + q] = moments[out, 0, start + q] if trainable else np.float32(0)
 
 
 @numba.njit(**_JIT)
