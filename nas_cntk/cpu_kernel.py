@@ -117,7 +117,7 @@ def _chain_sums(x1_by_channels, x2_twice, var1, var2_twice, pair_a, pair_b, rows
             for layer in range(len(ints)):
                 if ints[layer, 0] == CONV:
                     _conv(moments, current, ints[layer, 1], floats[layer, 0], floats[layer, 1], ints[layer, 2] != 0,
-                          theta_is_zero, starts, weights, row_sums)
+                          theta_is_zero, c == 0, starts, weights, row_sums)
                     current, theta_is_zero = 1 - current, ints[layer, 2] == 0
                 else:
                     _relu(moments, current, var1, ints[layer, 1], a, var2_twice, b, r, c, starts, record)
@@ -157,7 +157,7 @@ def _input_layer(x1_by_channels, a, x2_twice, b, r, c, starts, moments):
 
 
 @numba.njit(**_JIT)
-def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, starts, weights, row_sums):
+def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, seamless, starts, weights, row_sums):
     """From buffer ``current`` into the other: Sigma' = w^2/k^2 box(Sigma) + b^2 and
     Theta' = w^2/k^2 box(Theta) + Sigma' (0 for an untrained conv; Sigma' while Theta is still 0).
     """
@@ -166,11 +166,11 @@ def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, star
     # The same call with literal arguments for 3x3 convs: once inlined, its loops are unrolled and
     # run about twice as fast as with a radius known only at run time.
     if radius == 1 and box_theta:
-        _box(moments, current, 1, scale, True, starts, weights, row_sums)
+        _box(moments, current, 1, scale, True, seamless, starts, weights, row_sums)
     elif radius == 1:
-        _box(moments, current, 1, scale, False, starts, weights, row_sums)
+        _box(moments, current, 1, scale, False, seamless, starts, weights, row_sums)
     else:
-        _box(moments, current, radius, scale, box_theta, starts, weights, row_sums)
+        _box(moments, current, radius, scale, box_theta, seamless, starts, weights, row_sums)
     for p in range(len(starts)):  # the bias, and Theta' from Sigma'
         start = starts[p]
         if box_theta:
@@ -186,7 +186,7 @@ def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, star
 
 
 @numba.njit(**_JIT)
-def _box(moments, current, radius, scale, box_theta, starts, weights, row_sums):
+def _box(moments, current, radius, scale, box_theta, seamless, starts, weights, row_sums):
     """``scale`` times the box filter of Sigma (and of Theta if ``box_theta``), into the other buffer.
 
     Row by row: first sums down each column (rows above and below; zero rows at the seam and the
@@ -207,9 +207,13 @@ def _box(moments, current, radius, scale, box_theta, starts, weights, row_sums):
                 moments[out, m, start + q] = scale * row_sums[m, margin + q]
             for d in range(1, radius + 1):
                 right, left = margin + U(d), margin - U(d)
-                for q in range(w):
-                    moments[out, m, start + q] += scale * (weights[d - 1, 0, q] * row_sums[m, right + q]
-                                                           + weights[d - 1, 1, q] * row_sums[m, left + q])
+                if seamless:  # column shift 0: the zero margins alone stand for the image edges
+                    for q in range(w):
+                        moments[out, m, start + q] += scale * (row_sums[m, right + q] + row_sums[m, left + q])
+                else:
+                    for q in range(w):
+                        moments[out, m, start + q] += scale * (weights[d - 1, 0, q] * row_sums[m, right + q]
+                                                               + weights[d - 1, 1, q] * row_sums[m, left + q])
 
 
 @numba.njit(**_JIT)
