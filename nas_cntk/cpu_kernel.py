@@ -166,28 +166,21 @@ def _conv(moments, current, radius, scale, bias2, trainable, theta_is_zero, seam
     # The same call with literal arguments for 3x3 convs: once inlined, its loops are unrolled and
     # run about twice as fast as with a radius known only at run time.
     if radius == 1 and box_theta:
-        _box(moments, current, 1, scale, True, seamless, starts, weights, row_sums)
+        _box(moments, current, 1, scale, bias2, True, seamless, starts, weights, row_sums)
     elif radius == 1:
-        _box(moments, current, 1, scale, False, seamless, starts, weights, row_sums)
+        _box(moments, current, 1, scale, bias2, False, seamless, starts, weights, row_sums)
     else:
-        _box(moments, current, radius, scale, box_theta, seamless, starts, weights, row_sums)
-    for p in range(len(starts)):  # the bias, and Theta' from Sigma'
-        start = starts[p]
-        if box_theta:
-            for q in range(w):
-                sigma = moments[out, 0, start + q] + bias2
-                moments[out, 0, start + q] = sigma
-                moments[out, 1, start + q] += sigma
-        else:
-            for q in range(w):
-                moments[out, 0, start + q] += bias2
+        _box(moments, current, radius, scale, bias2, box_theta, seamless, starts, weights, row_sums)
+    if not box_theta:  # Theta' is Sigma' (Theta was 0) or 0 (untrained)
+        for p in range(len(starts)):
+            start = starts[p]
             for q in range(w):
                 moments[out, 1, start + q] = moments[out, 0, start + q] if trainable else np.float32(0)
 
 
 @numba.njit(**_JIT)
-def _box(moments, current, radius, scale, box_theta, seamless, starts, weights, row_sums):
-    """``scale`` times the box filter of Sigma (and of Theta if ``box_theta``), into the other buffer.
+def _box(moments, current, radius, scale, bias2, box_theta, seamless, starts, weights, row_sums):
+    """Sigma' = scale box(Sigma) + b^2 (and Theta' = scale box(Theta) + Sigma' if ``box_theta``), into the other buffer.
 
     Row by row: first sums down each column (rows above and below; zero rows at the seam and the
     edges) into ``row_sums``, whose ``margin`` zeros each side stand for the image edges; then
@@ -203,8 +196,9 @@ def _box(moments, current, radius, scale, box_theta, seamless, starts, weights, 
                 up, down = start - U(d) * w, start + U(d) * w
                 for q in range(w):
                     row_sums[m, margin + q] += moments[current, m, up + q] + moments[current, m, down + q]
-            for q in range(w):
-                moments[out, m, start + q] = scale * row_sums[m, margin + q]
+            for q in range(w):  # Sigma' = ... + b^2, Theta' = ... + Sigma' (finished just before: m = 0 first)
+                moments[out, m, start + q] = scale * row_sums[m, margin + q] + (
+                    bias2 if m == 0 else moments[out, 0, start + q])
             for d in range(1, radius + 1):
                 right, left = margin + U(d), margin - U(d)
                 if seamless:  # column shift 0: the zero margins alone stand for the image edges

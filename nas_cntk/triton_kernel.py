@@ -46,8 +46,8 @@ class Pairs:
         self.chain, self.grid = chain, grid
         self.x1 = x1.to(torch.float32).contiguous()
         self.var1 = image_variances(chain, self.x1)
-        self.x2, self.var2 = (self.x1, self.var1) if x2 is None else (
-            x2.to(torch.float32).contiguous(), image_variances(chain, x2.to(torch.float32).contiguous()))
+        self.x2 = self.x1 if x2 is None else x2.to(torch.float32).contiguous()
+        self.var2 = self.var1 if x2 is None else image_variances(chain, self.x2)
 
     def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Readout means (sigma_mean, theta_mean) of the pairs (x1[i[k]], x2[j[k]]), each ``(len(i),)``."""
