@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import nas_cntk
+from nas_cntk.architecture import load
+from nas_cntk.chain import chain
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "nt_reference.npz")
 CASES = range(int(REFERENCE["n_cases"]))
@@ -40,3 +42,16 @@ def test_reference_covers_the_readme_example_and_both_readouts() -> None:
     assert {"gap_readme_example", "flatten_readme_example"} <= names
     readouts = {json.loads(str(REFERENCE[f"arch_{i}"]))["readout"] for i in CASES}
     assert readouts == {"flatten", "gap"}
+
+
+@pytest.mark.parametrize("i", [i for i in CASES if chain(load(json.loads(str(REFERENCE[f"arch_{i}"])))) is not None],
+                         ids=case_id)
+def test_fused_float32_matches_neural_tangents(i: int) -> None:
+    """The chain networks in float32, through the fused kernel that kernel() picks for them."""
+    arch = json.loads(str(REFERENCE[f"arch_{i}"]))
+    x1 = torch.from_numpy(REFERENCE[f"x1_{i}"]).float()
+    x2 = torch.from_numpy(REFERENCE[f"x2_{i}"]).float() if f"x2_{i}" in REFERENCE else None
+    ours = nas_cntk.kernel(arch, x1, x2, fused=True)
+    for name, got in zip(("nngp", "ntk"), ours):
+        want = REFERENCE[f"{name}_{i}"]
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=name)
