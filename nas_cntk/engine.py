@@ -17,7 +17,6 @@ from typing import Any, Iterator, Mapping, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from nas_cntk import cpu_kernel
 from nas_cntk.architecture import Architecture, load
 from nas_cntk.chain import chain
 from nas_cntk.errors import ArchitectureError, KernelError
@@ -214,10 +213,14 @@ def _compiled(fn):
 _propagate_compiled = _compiled(_propagate)
 
 
-def triton_kernel():
-    """The Triton module, imported on first use: only CUDA runs need Triton."""
-    from nas_cntk import triton_kernel
-    return triton_kernel
+def _fused_backend(device: torch.device):
+    """The fused kernel's module for the device, imported on first use: Numba and Triton cost start-up
+    time that commands without a kernel should not pay, and only CUDA runs need Triton."""
+    if device.type == "cuda":
+        from nas_cntk import triton_kernel
+        return triton_kernel
+    from nas_cntk import cpu_kernel
+    return cpu_kernel
 
 
 def _pair_batches(n1: int, n2: int | None, batch: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -271,7 +274,7 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
         raise ValueError("fused=True needs a chain network (convs and ReLUs, no pools or branches), float32, "
                          "on the CPU or a CUDA GPU")
     if net is not None:
-        pairs = (cpu_kernel if device.type == "cpu" else triton_kernel()).Pairs(net, p.pair_grids[-1], x1, x2)
+        pairs = _fused_backend(device).Pairs(net, p.pair_grids[-1], x1, x2)
         # Sized so that a batch takes well under a second: the progress bar moves, and an interrupt
         # loses little.
         batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))

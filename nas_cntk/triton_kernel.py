@@ -50,14 +50,17 @@ class Pairs:
         self.var2 = self.var1 if x2 is None else image_variances(chain, self.x2)
 
     def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Readout means (sigma_mean, theta_mean) of the pairs (x1[i[k]], x2[j[k]]), each ``(len(i),)``."""
-        return pair_means(self.chain, self.grid, self.x1, self.x2, self.var1, self.var2, i, j)
+        """Readout means (sigma_mean, theta_mean) of the pairs (x1[i[k]], x2[j[k]]), each ``(len(i),)``:
+        over the pixel pairs the readout grid holds, what :meth:`~nas_cntk.ops.Readout.kernels` takes."""
+        sums = _launch(self.chain, self.grid, self.x1, self.x2, self.var1, self.var2, i, j, record=False)
+        sigma_mean, theta_mean = sums.view(2, len(i), -1).sum(-1) / self.grid.entries
+        return sigma_mean, theta_mean
 
 
 def image_variances(chain: Chain, x: torch.Tensor) -> torch.Tensor:
     """Per-pixel variances of ``chain.variance_nodes`` for the images x (n, C, H, W), (len(variance_nodes), n, H, W).
 
-    The kernel's own pass over the pairs (x, x): the same float32 operations as :func:`pair_means`,
+    The kernel's own pass over the pairs (x, x): the same float32 operations as :meth:`Pairs.means`,
     so a pair of an image with itself sees a correlation of exactly 1 at every pixel. Variances
     from the engine's image pass differ in the last bits, which moves that ReLU angle from 0 to
     ~sqrt(float32 eps) and the self-NTK by ~1e-5 (the arc-cosine is steep at 1).
@@ -67,26 +70,6 @@ def image_variances(chain: Chain, x: torch.Tensor) -> torch.Tensor:
     k = torch.arange(n, device=x.device)
     _launch(chain, Grid.diagonal(height, width), x, x, var, var, k, k, record=True)
     return var
-
-
-def pair_means(chain: Chain, grid: Grid, x1: torch.Tensor, x2: torch.Tensor, var1: torch.Tensor,
-               var2: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Readout means (sigma_mean, theta_mean), shape (len(i),), for the pairs (x1[i[k]], x2[j[k]]).
-
-    x1 (n1, C, H, W), x2 (n2, C, H, W) float32 contiguous on one device; var1 (len(variance_nodes),
-    n1, H, W), var2 likewise, best from :func:`image_variances`; i, j int64 index tensors of equal
-    length. grid: the readout grid (which shifts to sum). The means are over the pixel pairs
-    ``grid`` holds, what :meth:`~nas_cntk.ops.Readout.kernels` takes.
-    """
-    (n1, _, height, width), n2, nodes = x1.shape, len(x2), len(chain.variance_nodes)
-    if (x2.shape[1:] != x1.shape[1:] or (grid.height, grid.width) != (height, width) or i.shape != j.shape
-            or var1.shape != (nodes, n1, height, width) or var2.shape != (nodes, n2, height, width)):
-        raise ValueError(f"pair_means: shapes do not fit: x {tuple(x1.shape)} {tuple(x2.shape)}, var "
-                         f"{tuple(var1.shape)} {tuple(var2.shape)} for {nodes} variance nodes, grid "
-                         f"{grid.height}x{grid.width}, i {tuple(i.shape)} j {tuple(j.shape)}")
-    sums = _launch(chain, grid, x1, x2, var1, var2, i, j, record=False)
-    sigma_mean, theta_mean = sums.view(2, len(i), -1).sum(-1) / grid.entries
-    return sigma_mean, theta_mean
 
 
 def _launch(chain: Chain, grid: Grid, x1: torch.Tensor, x2: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor,
