@@ -8,14 +8,19 @@ A description is a JSON or YAML mapping::
                 {"op": "relu"}, {"op": "avg_pool", "window": 2}]}
 
 Internally a network is a graph of nodes in topological order; a node applies one op to the sum
-of its inputs. ``residual`` is not an op but a shape of the graph: the body hangs off a branch
-point and an identity node sums both branches. Cell-based spaces add nodes with more inputs.
+of its inputs. ``residual`` and ``cell`` are not ops but shapes of the graph. In a residual the
+body (and an optional ``shortcut``, else the identity) hang off a branch point and an identity node
+sums both branches. A ``cell`` (``{"op": "cell", "genotype": "|nor_conv_3x3~0|+|...|"}``) is a
+NAS-Bench-201 cell: each of its nodes sums the edge ops applied to earlier nodes
+(:mod:`nas_cntk.nasbench201`). A NAS-Bench-201 genotype string is itself accepted wherever a
+description is: it stands for the benchmark's macro network around that cell.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from itertools import groupby
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,8 +29,9 @@ import torch
 import yaml
 from torch import nn
 
+from nas_cntk import nasbench201
 from nas_cntk.errors import ArchitectureError
-from nas_cntk.ops import OPS, Identity, Kind, Op, Readout
+from nas_cntk.ops import OPS, Conv, Identity, Kind, Op, Readout, Zero
 from nas_cntk.ops.base import check_keys, std
 from nas_cntk.ops.readout import READOUTS
 
@@ -98,23 +104,30 @@ class Architecture:
         return kinds
 
     def module(self, width: int, *, in_channels: int = 3, outputs: int = 10,
-               input_size: tuple[int, int] = (32, 32)) -> GraphNetwork:
-        """The finite network at a given width, in the parameterisation the kernel describes."""
-        return GraphNetwork(self, width, in_channels, outputs, input_size)
+               input_size: tuple[int, int] = (32, 32), batch_norm: bool = False) -> GraphNetwork:
+        """The finite network at a given width, in the parameterisation the kernel describes.
+
+        ``batch_norm`` puts a BatchNorm2d after every conv, as NAS-Bench-201 trains its networks;
+        the kernel is that of the network without it (batch norm has no infinite-width limit here).
+        """
+        return GraphNetwork(self, width, in_channels, outputs, input_size, batch_norm)
 
 
 class GraphNetwork(nn.Module):
     """A finite network built from an :class:`Architecture`: each node runs its op on the sum of its inputs."""
 
     def __init__(self, arch: Architecture, width: int, in_channels: int, outputs: int,
-                 input_size: tuple[int, int]):
+                 input_size: tuple[int, int], batch_norm: bool = False):
         super().__init__()
         self.inputs = [node.inputs for node in arch.nodes]
         channels, layers = [in_channels], [nn.Identity()]
         for node in arch.nodes[1:]:
             c = channels[node.inputs[0]]
-            layers.append(node.op.module(c, width))
+            layer = node.op.module(c, width)
             channels.append(node.op.output_channels(c, width))
+            if batch_norm and isinstance(node.op, Conv):
+                layer = nn.Sequential(layer, nn.BatchNorm2d(channels[-1]))
+            layers.append(layer)
         self.layers = nn.ModuleList(layers)
         self.readout = arch.readout.module(channels[-1], arch.sizes(*input_size)[-1], outputs)
 
@@ -160,11 +173,16 @@ def parse(description: Mapping[str, Any]) -> Architecture:
 
 
 def load(source: str | Path | Mapping[str, Any]) -> Architecture:
-    """An architecture from a dict, or from a ``.json``, ``.yaml`` or ``.yml`` file."""
+    """An architecture from a dict, a ``.json``, ``.yaml`` or ``.yml`` file, or a NAS-Bench-201 genotype
+    string (the benchmark's macro network, 5 cells per stage)."""
     if isinstance(source, Architecture):
         return source
     if isinstance(source, Mapping):
         return parse(source)
+    if isinstance(source, str) and source.strip().startswith("|"):
+        genotype = nasbench201.genotype_string(nasbench201.parse_genotype(source))
+        arch = parse(nasbench201.description(genotype))
+        return Architecture(arch.nodes, arch.readout, arch.fix_first_and_readout, arch.spec, genotype)
     path = Path(source)
     try:
         text = path.read_text()
@@ -184,38 +202,87 @@ def load(source: str | Path | Mapping[str, Any]) -> Architecture:
                                                path.stem)
 
 
-def _parse_layers(layers: list[Any], path: str, nodes: list[Node], defaults: Mapping[str, float]) -> list[dict]:
-    """Append the nodes of ``layers`` after the last node of ``nodes``; return their canonical specs."""
+def _parse_layers(layers: list[Any], path: str, nodes: list[Node], defaults: Mapping[str, float],
+                  start: int | None = None) -> list[dict]:
+    """Append the nodes of ``layers``, the first reading node ``start`` (default: the last node of
+    ``nodes``), each later one the node before it; return their canonical specs."""
     canonical = []
+    branch_point = len(nodes) - 1 if start is None else start
     for i, spec in enumerate(layers):
         here = f"{path}[{i}]"
         if not isinstance(spec, Mapping) or "op" not in spec:
             raise ArchitectureError(f"{here}: expected a mapping with an 'op' key, got {spec!r}")
-        branch_point = len(nodes) - 1
         if spec["op"] == "residual":
-            check_keys(spec, frozenset({"body"}), here)
-            body = spec.get("body")
-            if not isinstance(body, list):
-                raise ArchitectureError(f"{here}.body: expected a list of ops, got {body!r}")
-            body_spec = _parse_layers(body, f"{here}.body", nodes, defaults)
-            nodes.append(Node(Identity(), (branch_point, len(nodes) - 1), here))
-            canonical.append({"op": "residual", "body": body_spec})
-            continue
-        op_type = OPS.get(spec["op"])
-        if op_type is None:
-            raise ArchitectureError(f"{here}.op: unknown op {spec['op']!r}; expected one of "
-                                    f"{', '.join(sorted([*OPS, 'residual']))}")
-        op = op_type.parse(spec, here, defaults)
-        nodes.append(Node(op, (branch_point,), here))
-        canonical.append(op.spec())
+            check_keys(spec, frozenset({"body", "shortcut"}), here)
+            specs = {}
+            for key in ("shortcut", "body"):
+                branch = spec.get(key, [])
+                if not isinstance(branch, list):
+                    raise ArchitectureError(f"{here}.{key}: expected a list of ops, got {branch!r}")
+                specs[key] = _parse_layers(branch, f"{here}.{key}", nodes, defaults, branch_point) if branch else []
+                if key == "shortcut":
+                    shortcut_end = len(nodes) - 1 if branch else branch_point
+            body_end = len(nodes) - 1 if specs["body"] else branch_point
+            nodes.append(Node(Identity(), (shortcut_end, body_end), here))
+            canonical.append({"op": "residual", "body": specs["body"],
+                              **({"shortcut": specs["shortcut"]} if specs["shortcut"] else {})})
+        elif spec["op"] == "cell":
+            check_keys(spec, frozenset({"genotype"}), here)
+            genotype = nasbench201.parse_genotype(spec.get("genotype"), f"{here}.genotype")
+            _append_cell(genotype, here, nodes, defaults, branch_point)
+            canonical.append({"op": "cell", "genotype": nasbench201.genotype_string(genotype)})
+        else:
+            op_type = OPS.get(spec["op"])
+            if op_type is None:
+                raise ArchitectureError(f"{here}.op: unknown op {spec['op']!r}; expected one of "
+                                        f"{', '.join(sorted([*OPS, 'cell', 'residual']))}")
+            op = op_type.parse(spec, here, defaults)
+            nodes.append(Node(op, (branch_point,), here))
+            canonical.append(op.spec())
+        branch_point = len(nodes) - 1
     return canonical
 
 
+def _append_cell(genotype: nasbench201.Genotype, path: str, nodes: list[Node], defaults: Mapping[str, float],
+                 cell_input: int) -> None:
+    """Append a cell's nodes: each cell node an identity summing its incoming edges' last nodes.
+
+    Nodes the output does not read (through edges other than ``none``) are left out: they change
+    nothing, and the engine computes only what the readout reads."""
+    last = len(genotype)
+    read = {last}
+    for j in range(last - 1, 0, -1):
+        if any(genotype[k - 1][j] != "none" for k in read):
+            read.add(j)
+    cell_nodes: list[int | None] = [cell_input]
+    for j, ops in enumerate(genotype, start=1):
+        if j not in read:
+            cell_nodes.append(None)
+            continue
+        terms = []
+        for i, op in enumerate(ops):
+            edge = nasbench201.EDGE_LAYERS[op]
+            if edge is None:
+                continue
+            _parse_layers(edge, f"{path}.{op}~{i}->{j}", nodes, defaults, cell_nodes[i])
+            terms.append(len(nodes) - 1 if edge else cell_nodes[i])
+        # No incoming edge: the node is zero (NAS-Bench-201 multiplies its input by 0 there).
+        nodes.append(Node(Identity(), tuple(terms), f"{path}.node{j}") if terms
+                     else Node(Zero(), (cell_input,), f"{path}.node{j}"))
+        cell_nodes.append(len(nodes) - 1)
+
+
 def _summary(layers: list[dict]) -> str:
-    words = []
+    """Short words, repeats counted: ``conv3 cell x5 [pool2 conv1 + relu conv3/2 relu conv3] ...``
+    (a cell's genotype is left out: it is long, and a NAS-Bench-201 network carries it as its name)."""
+    words: list[str] = []
     for spec in layers:
         if spec["op"] == "residual":
-            words.append(f"[{_summary(spec['body'])}]")
+            shortcut = f"{_summary(spec['shortcut'])} + " if "shortcut" in spec else ""
+            words.append(f"[{shortcut}{_summary(spec['body'])}]")
         else:
-            words.append(spec["op"].replace("avg_pool", "pool") + str(spec.get("kernel", spec.get("window", ""))))
-    return " ".join(words)
+            stride = f"/{spec['stride']}" if spec.get("stride", 1) != 1 and spec["op"] == "conv" else ""
+            words.append(spec["op"].replace("avg_pool", "pool") + str(spec.get("kernel", spec.get("window", "")))
+                         + stride)
+    runs = [[word, len(list(group))] for word, group in groupby(words)]
+    return " ".join(word if count == 1 else f"{word} x{count}" for word, count in runs)

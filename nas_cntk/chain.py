@@ -51,7 +51,7 @@ class Chain:
 def chain(arch: Architecture) -> Chain | None:
     """The network as a chain of layers for the fused kernel, or None where it does not apply.
 
-    None for pools, branches and any other op; ReLUs of ReLU outputs and identities drop out.
+    None for pools, strided convs, branches and any other op; ReLUs of ReLU outputs and identities drop out.
     """
     kinds = arch.kinds()
     layers, variance_nodes = [], []
@@ -59,7 +59,7 @@ def chain(arch: Architecture) -> Chain | None:
         if node.inputs != (n - 1,):
             return None
         op = node.op
-        if isinstance(op, Conv):
+        if isinstance(op, Conv) and op.stride == 1:
             untrained = arch.fix_first_and_readout and n == arch.first_conv
             layers.append(Layer("conv", op.kernel, op.weight_std**2 / op.kernel**2, op.bias_std**2, not untrained))
         elif isinstance(op, Relu) and kinds[n - 1] is Kind.GAUSSIAN:

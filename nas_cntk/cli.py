@@ -26,16 +26,25 @@ DEFAULT_TRIALS_DIR = "trials"
 PRESETS = {"full": {}, "cpu": {"width": 64, "epochs": 15, "train_size": 10000, "resolution": 8}}
 
 
-def _add_data_options(parser: argparse.ArgumentParser, eval_name: str, eval_default: int) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, eval_name: str, eval_default: int, *,
+                      space_defaults: str | None = None) -> None:
+    """The data options; with ``space_defaults`` (where they come from, for the help) the sizes and
+    resolution default to None, so that a search space's fidelity settings fill in what is left out."""
+    def default(value: int) -> tuple[int | None, str]:
+        return (None, f"{space_defaults}, else {value}") if space_defaults else (value, str(value))
+
     parser.add_argument("--data-dir", metavar="DIR",
                         help=f"CIFAR-10 folder (default: ${data.DATA_DIR_ENV}, else {data.default_data_dir()}; "
                              "downloaded there when absent)")
-    parser.add_argument("--train-size", type=int, default=2000, help="training images, stratified (default 2000)")
-    parser.add_argument(f"--{eval_name}-size", dest="eval_size", type=int, default=eval_default,
-                        help=f"{eval_name} images, stratified (default {eval_default})")
+    value, text = default(2000)
+    parser.add_argument("--train-size", type=int, default=value, help=f"training images, stratified (default: {text})")
+    value, text = default(eval_default)
+    parser.add_argument(f"--{eval_name}-size", dest="eval_size", type=int, default=value,
+                        help=f"{eval_name} images, stratified (default: {text})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified subsets (default 0)")
-    parser.add_argument("--resolution", type=int, default=32,
-                        help="downsample images to this size: cheaper, lower-fidelity score (default 32)")
+    value, text = default(32)
+    parser.add_argument("--resolution", type=int, default=value,
+                        help=f"downsample images to this size: cheaper, lower-fidelity score (default: {text})")
     parser.add_argument("--zca", action="store_true", help="ZCA-whiten the images (fitted on the training subset)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
@@ -48,15 +57,19 @@ def _add_score_options(parser: argparse.ArgumentParser, eval_name: str, eval_def
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-def _add_store_options(parser: argparse.ArgumentParser, study_help: str) -> None:
-    parser.add_argument("--study", help=study_help)
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials-dir", default=DEFAULT_TRIALS_DIR, metavar="DIR",
                         help="where the local stores live: optuna.db, mlflow.db, mlartifacts/, cache/ "
                              f"(default {DEFAULT_TRIALS_DIR}/)")
-    parser.add_argument("--storage", metavar="URL", help="Optuna RDB storage URL, e.g. postgresql://host/db "
-                        "(default: sqlite:///DIR/optuna.db)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI, e.g. http://host:5000 "
                         "(default: sqlite:///DIR/mlflow.db)")
+
+
+def _add_store_options(parser: argparse.ArgumentParser, study_help: str) -> None:
+    parser.add_argument("--study", help=study_help)
+    _add_tracking_options(parser)
+    parser.add_argument("--storage", metavar="URL", help="Optuna RDB storage URL, e.g. postgresql://host/db "
+                        "(default: sqlite:///DIR/optuna.db)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="search a space of architectures (Optuna), logging to MLflow")
     search.add_argument("--space", default="default", metavar="FILE",
-                        help="search-space file, or a built-in one by name: default, arora2019 (default: default)")
+                        help="search-space file, or a built-in one by name: default, arora2019, nasbench201 "
+                             "(default: default)")
     search.add_argument("--trials", type=int, default=100,
                         help="finished trials the study should have in all, earlier runs included (default 100)")
     search.add_argument("--sampler", choices=SAMPLERS, default="auto",
@@ -81,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                         help="a trial whose process stops beating for 3 heartbeats is failed and retried")
     search.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
-    _add_data_options(search, "val", 1000)
+    _add_data_options(search, "val", 1000, space_defaults="the space file's fidelity")
     _add_store_options(search, "study name (default: SPACE-DATA, e.g. default-t2000-v1000-r32-s0)")
 
     board = commands.add_parser("leaderboard", help="the study's architectures, best first")
@@ -123,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "see the README)")
     train.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                        help="no random crops and flips")
+    train.add_argument("--batch-norm", action="store_true", default=None,
+                       help="a batch norm after every conv, as NAS-Bench-201 trains its networks (the kernel "
+                            "describes them without it)")
     train.add_argument("--seed", type=int, help="seed of the training subset, initialisation and batches (default 0)")
     train.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (as for score)")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available; bfloat16 mixed "
@@ -140,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     correlate.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     correlate.add_argument("--out", metavar="FILE.png", help="the plot (default: DIR/correlation/STUDY-KERNEL-LABEL.png)")
     _add_store_options(correlate, "study name (default: the most recent)")
+
+    bench = commands.add_parser("benchmark", help="how well the kernel ranks a benchmark's trained networks: "
+                                "rank correlation on a random sample of its table")
+    bench.add_argument("benchmark", choices=("nb201",), help="nb201: NAS-Bench-201 on CIFAR-10")
+    bench.add_argument("--table", required=True, metavar="FILE.csv",
+                       help="architectures and trained accuracies (columns arch, cifar10_test_acc_200ep, n_seeds)")
+    bench.add_argument("--sample", type=int, metavar="K", help="architectures drawn at random (default: all rows); "
+                       "a larger K with the same --seed extends a smaller sample")
+    bench.add_argument("--cells-per-stage", type=int, metavar="N", help="cells per stage of the macro network "
+                       "(the benchmark trains 5; default: the nasbench201 space's fidelity)")
+    _add_data_options(bench, "val", 1000, space_defaults="the nasbench201 space's fidelity")  # --seed: the sample too
+    bench.add_argument("--out", metavar="FILE.csv", help="the per-architecture scores "
+                       "(default: DIR/benchmark/nb201-nN-DATA-kK.csv)")
+    _add_tracking_options(bench)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the local tracking store")
     ui.add_argument("--host", default="127.0.0.1")
@@ -206,8 +237,9 @@ def _search_command(args) -> None:
     _positive(args.workers, "--workers")
     _positive(args.heartbeat, "--heartbeat")
     storage, tracking_uri = _stores(args)
-    settings = data.DataSettings(args.train_size, args.eval_size, args.resolution, args.seed, args.zca)
-    study = args.study or f"{load_space(args.space).name}-{settings.label}"
+    space = load_space(args.space)
+    settings = space.data_settings(args.train_size, args.eval_size, args.resolution, args.seed, args.zca)
+    study = args.study or f"{space.label}-{settings.label}"
     search_settings = SearchSettings(space=args.space, study=study, storage=storage, tracking_uri=tracking_uri,
                                      trials_dir=Path(args.trials_dir), trials=args.trials, sampler=args.sampler,
                                      seed=args.seed, workers=args.workers, data=settings, data_dir=args.data_dir,
@@ -319,6 +351,25 @@ def _correlate_command(args) -> None:
     print(f"\nplot          {out}\nMLflow        run {run_id} of experiment {study.study_name}")
 
 
+def _benchmark_command(args) -> None:
+    from nas_cntk.nb201_benchmark import EXPERIMENT, BenchmarkSettings, format_report, run_benchmark
+    from nas_cntk.space import load_space
+
+    _check_device(args.device)
+    space = load_space("nasbench201")  # its fidelity gives the defaults: a search there shares these scores
+    cells = space.cells_per_stage if args.cells_per_stage is None else args.cells_per_stage
+    _positive(cells, "--cells-per-stage")
+    trials_dir = Path(args.trials_dir)
+    settings = BenchmarkSettings(
+        table=Path(args.table), sample=args.sample, seed=args.seed, cells_per_stage=cells,
+        data=space.data_settings(args.train_size, args.eval_size, args.resolution, args.seed, args.zca),
+        trials_dir=trials_dir, tracking_uri=args.tracking_uri or local_tracking_uri(trials_dir),
+        out=None if args.out is None else Path(args.out), data_dir=args.data_dir, device=args.device)
+    result = run_benchmark(settings)
+    print(f"\n{format_report(result)}\n\nscores        {settings.out_path}\nMLflow        run {result.run_id} of "
+          f"experiment {EXPERIMENT} in {settings.tracking_uri}")
+
+
 def _ui_command(args) -> None:
     tracking_uri = _stores(args)[1]
     if tracking_uri.startswith(("http://", "https://")):
@@ -331,7 +382,7 @@ def _ui_command(args) -> None:
 
 COMMANDS = {"score": _score_command, "evaluate": _score_command, "search": _search_command,
             "leaderboard": _leaderboard_command, "export": _export_command, "train": _train_command,
-            "correlate": _correlate_command, "ui": _ui_command}
+            "correlate": _correlate_command, "benchmark": _benchmark_command, "ui": _ui_command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, Iterator, Mapping, NamedTuple
 
 import torch
@@ -39,52 +40,93 @@ class Plan:
     pair_grids: list[Grid]   # pixel pairs each node must hold for the readout
     image_grids: list[Grid]  # the same for a flatten readout: enough for per-pixel variances
     consumers: list[int]     # how many times each node's value is read
-    scopes: dict[int, frozenset[int]]  # branch point -> the nodes on branches that a sum closes again
+    crossed: frozenset[tuple[int, int]]  # node pairs (a < b) whose cross moments some sum needs
+    pair_cross_grids: dict[tuple[int, int], Grid]   # pixel pairs each crossed pair must hold
+    image_cross_grids: dict[tuple[int, int], Grid]
+    live: tuple[int, int]    # the most values and crosses held at once
 
     @property
     def variance_nodes(self) -> frozenset[int]:
         """Nodes whose per-pixel variance a ReLU needs."""
         return frozenset(node.inputs[0] for node in self.arch.nodes if isinstance(node.op, Relu))
 
+    @property
+    def forks(self) -> frozenset[int]:
+        """Nodes whose per-pixel mean a cross rule may need (the earlier node of each crossed pair)."""
+        return frozenset(a for a, _ in self.crossed)
+
     def bytes_per_pair(self, itemsize: int, grids: list[Grid]) -> int:
         """Working memory of one pair (or one image, with the image grids)."""
-        # Live at once: a node's input and output moments, a few temporaries of the conv and ReLU
-        # rules, and per open branch point its moments and four cross tensors.
-        open_branches = max((sum(n in scope for scope in self.scopes.values()) for n in range(len(self.sizes))),
-                            default=0)
-        return (10 + 6 * open_branches) * itemsize * max(g.entries for g in grids)
+        # Live at once: the values (Sigma and Theta) and crosses (four tensors) held, plus a few
+        # temporaries of the conv and ReLU rules.
+        values, crosses = self.live
+        return (8 + 2 * values + 4 * crosses) * itemsize * max(g.entries for g in grids)
 
 
 def plan(arch: Architecture, height: int, width: int) -> Plan:
     nodes = arch.nodes
     sizes, kinds = arch.sizes(height, width), arch.kinds()
 
-    def grids(last: Grid) -> list[Grid]:
+    crossed = _crossed_pairs(arch)
+
+    def grids(last: Grid) -> tuple[list[Grid], dict[tuple[int, int], Grid]]:
+        """What each node and crossed pair must hold, from the readout back: a node's uses are its
+        consumers' inputs; a pair's are the sums that join it and the crosses computed from it."""
         needed: list[Grid | None] = [None] * len(nodes)
+        cross_needed: dict[tuple[int, int], Grid] = {}
+
+        def need(key: int | tuple[int, int], grid: Grid) -> None:
+            table = needed if isinstance(key, int) else cross_needed
+            old = table[key] if isinstance(key, int) else table.get(key)
+            table[key] = grid if old is None else old.union(grid)
+
         needed[-1] = last
         for n in range(len(nodes) - 1, 0, -1):
-            for i in nodes[n].inputs:
-                grid = nodes[n].op.input_grid(needed[n], *sizes[i])
-                needed[i] = grid if needed[i] is None else needed[i].union(grid)
-        return needed
+            node = nodes[n]
+            if needed[n] is not None:
+                for i in node.inputs:
+                    need(i, node.op.input_grid(needed[n], *sizes[i]))
+                grid_in = node.op.input_grid(needed[n], *sizes[node.inputs[0]])
+                for a, b in combinations(node.inputs, 2):
+                    if (min(a, b), max(a, b)) in crossed:
+                        need((min(a, b), max(a, b)), grid_in)
+            for a in (a for a, b in crossed if b == n and (a, b) in cross_needed):
+                grid_in = node.op.input_grid(cross_needed[a, n], *sizes[node.inputs[0]])
+                for i in node.inputs:
+                    need(i if i == a else (min(a, i), max(a, i)), grid_in)
+        return needed, {pair: cross_needed[pair] for pair in crossed if pair in cross_needed}
 
-    consumers = [0] * len(nodes)
-    descendants: list[set[int]] = [set() for _ in nodes]
-    for n in range(len(nodes) - 1, -1, -1):
-        for i in nodes[n].inputs:
-            consumers[i] += 1
-            descendants[i] |= {n} | descendants[n]
-    scopes = {}
-    for f in range(len(nodes)):
-        if consumers[f] > 1:
-            last = max(n for n in range(len(nodes)) if f in nodes[n].inputs)
-            scopes[f] = frozenset(n for n in descendants[f] if n < last)
+    consumers, last_read = [0] * len(nodes), list(range(len(nodes)))
     for n, node in enumerate(nodes):
-        if len(node.inputs) > 1 and not (len(node.inputs) == 2 and node.inputs[0] in scopes
-                                         and node.inputs[1] in scopes[node.inputs[0]] | {node.inputs[0]}):
-            raise ArchitectureError(f"{node.path}: the engine sums two branches only where one leaves the other")
-    return Plan(arch, sizes, kinds, grids(arch.readout.grid(*sizes[-1])),
-                grids(Grid.diagonal(*sizes[-1])), consumers, scopes)
+        for i in node.inputs:
+            consumers[i] += 1
+            last_read[i] = n
+    live = max((sum(last_read[i] > n >= i for i in range(len(nodes))),
+                sum(last_read[a] > n and last_read[b] > n and b <= n for a, b in crossed))
+               for n in range(len(nodes)))
+    (pair_grids, pair_cross_grids), (image_grids, image_cross_grids) = (
+        grids(arch.readout.grid(*sizes[-1])), grids(Grid.diagonal(*sizes[-1])))
+    return Plan(arch, sizes, kinds, pair_grids, image_grids, consumers, crossed, pair_cross_grids,
+                image_cross_grids, live)
+
+
+def _crossed_pairs(arch: Architecture) -> frozenset[tuple[int, int]]:
+    """The node pairs whose cross moments are needed: those a sum joins, and recursively those the
+    later node's cross rule reads (its inputs with the earlier node). A fresh conv ends the recursion:
+    its cross moments with every other node vanish."""
+    nodes = arch.nodes
+    pending = [(min(a, b), max(a, b)) for node in nodes for a, b in combinations(node.inputs, 2) if a != b]
+    crossed = set()
+    while pending:
+        a, b = pair = pending.pop()
+        if pair in crossed or nodes[b].op.independent:
+            continue
+        if not nodes[b].op.has_cross:
+            raise ArchitectureError(f"{nodes[b].path}: {nodes[b].op.name} has no cross-moment rule, so it cannot lie "
+                                    f"on a branch that a sum joins with {nodes[a].path}")
+        crossed.add(pair)
+        pending += [(min(a, i), max(a, i)) for i in nodes[b].inputs if i != a]
+    return frozenset(crossed)
 
 
 @dataclass
@@ -113,7 +155,7 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
     the last NNGP and NTK pair tensors (:meth:`Readout.reduce`).
     """
     record = stats_a is None
-    grids = p.image_grids if record else p.pair_grids
+    grids, cross_grids = (p.image_grids, p.image_cross_grids) if record else (p.pair_grids, p.pair_cross_grids)
     if record:
         stats_a = stats_b = ImageStats({}, {})
     nodes = p.arch.nodes
@@ -128,12 +170,16 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
         return grids[i].restrict(sigma, grid), None if theta is None else grids[i].restrict(theta, grid)
 
     def cross_with(f: int, i: int, grid: Grid) -> Cross | None:
+        """Moments of node f with node i (either order), on ``grid``; None where they vanish."""
         if i == f:
             sigma, theta = moments(f, grid)
             return Cross(sigma, sigma, theta, theta)
-        c = crosses[f, i]
-        return None if c is None else Cross(*(None if t is None else grids[i].restrict(t, grid)
-                                              for t in (c.sigma_fn, c.sigma_nf, c.theta_fn, c.theta_nf)))
+        c = crosses.get((f, i)) if f < i else crosses.get((i, f))
+        if c is None:
+            return None
+        c = Cross(*(None if t is None else cross_grids[min(f, i), max(f, i)].restrict(t, grid)
+                    for t in (c.sigma_fn, c.sigma_nf, c.theta_fn, c.theta_nf)))
+        return c if f < i else Cross(c.sigma_nf, c.sigma_fn, c.theta_nf, c.theta_fn)
 
     for n, node in enumerate(nodes):
         grid = grids[n]
@@ -145,32 +191,38 @@ def _propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats 
         first = node.inputs[0]
         grid_in = node.op.input_grid(grid, *p.sizes[first])
         sigma, theta = moments(first, grid_in)
-        if len(node.inputs) == 2:  # a branch point and a node on a branch leaving it
-            other = node.inputs[1]
-            c = cross_with(first, other, grid_in) or Cross(None, None)
-            sigma_o, theta_o = moments(other, grid_in)
-            sigma = sigma + sigma_o + _zero_if_none(c.sigma_fn) + _zero_if_none(c.sigma_nf)
-            if ntk:
-                theta = theta + theta_o + _zero_if_none(c.theta_fn) + _zero_if_none(c.theta_nf)
+        if len(node.inputs) > 1:  # a sum: M(a + b + ...) = M(a) + M(b) + ... + both crosses of every pair
+            for i in node.inputs[1:]:
+                sigma_i, theta_i = moments(i, grid_in)
+                sigma = sigma + sigma_i
+                theta = theta + theta_i if ntk else None
+            for a, b in combinations(node.inputs, 2):
+                c = cross_with(a, b, grid_in) or Cross(None, None)
+                sigma = sigma + _zero_if_none(c.sigma_fn) + _zero_if_none(c.sigma_nf)
+                if ntk:
+                    theta = theta + _zero_if_none(c.theta_fn) + _zero_if_none(c.theta_nf)
         kind_in = sum((p.kinds[i] for i in node.inputs[1:]), start=p.kinds[first])
         ctx = PairContext(grid_in, grid, stats_a.variance.get(first), stats_b.variance.get(first), kind_in,
                           trainable=n != untrained_conv)
-        for f, scope in p.scopes.items():
-            if n in scope:
-                carried = sum((c for i in node.inputs if (c := cross_with(f, i, grid_in)) is not None), start=None)
-                crosses[f, n] = node.op.cross(carried, ctx, Fork(p.kinds[f], stats_a.mean[f], stats_b.mean[f]))
+        for f in (a for a, b in p.crossed if b == n and (a, b) in cross_grids):
+            # on the pixel pairs the cross's own uses need, which may be more than the node's
+            out = cross_grids[f, n]
+            cross_in = node.op.input_grid(out, *p.sizes[first])
+            carried = sum((c for i in node.inputs if (c := cross_with(f, i, cross_in)) is not None), start=None)
+            cross_ctx = PairContext(cross_in, out, ctx.var_a, ctx.var_b, kind_in, ctx.trainable)
+            crosses[f, n] = node.op.cross(carried, cross_ctx, Fork(p.kinds[f], stats_a.mean[f], stats_b.mean[f]))
         values[n] = node.op.moments(sigma, theta, ctx)
         if record:
             means[n] = node.op.mean(sum(means[i] for i in node.inputs), ctx)
             if n in p.variance_nodes:
                 stats_a.variance[n] = grid.same_pixel(values[n][0])
-            if n in p.scopes:
+            if n in p.forks:
                 stats_a.mean[n] = means[n]
         for i in node.inputs:  # free what no later node reads
             remaining[i] -= 1
             if remaining[i] == 0:
                 del values[i]
-                for key in [k for k in crosses if k[1] == i]:
+                for key in [k for k in crosses if i in k]:
                     del crosses[key]
     if record:
         return stats_a
@@ -281,13 +333,22 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
         means = pairs.means
     else:
         budget = memory_budget or default_memory_budget(device)
-        image_batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.image_grids), 1 << 16))
+        # Compiling costs tens of seconds once per network and batch shape: about a minute of
+        # uncompiled work on a 2-core CPU is where it starts to pay. It grows with the graph (about
+        # a second per node): cell networks (47 nodes and more) are not worth it by default.
+        compiled = work > 1 << 29 and len(arch.nodes) <= 40 if compile is None else compile
+        propagate = _propagate_compiled if compiled else _propagate
+
+        def batch_size(grids: list[Grid], most: int) -> int:
+            # Uncompiled, each tensor op costs microseconds of Python: give it at least 1M entries
+            # (cell networks at low resolution run 10x faster than at the cache-sized batch).
+            floor = 1 if compiled else (1 << 20) // max(g.entries for g in grids)
+            return max(1, min(max(budget // p.bytes_per_pair(x1.element_size(), grids), floor), 1 << 16, most))
+
+        image_batch = batch_size(p.image_grids, max(n1, n2))
         stats1 = image_statistics(p, x1, image_batch)
         stats2 = stats1 if x2 is None else image_statistics(p, x2, image_batch)
-        batch = max(1, min(budget // p.bytes_per_pair(x1.element_size(), p.pair_grids), 1 << 16, total))
-        # Compiling costs tens of seconds once per network and batch shape: about a minute of
-        # uncompiled work on a 2-core CPU is where it starts to pay.
-        propagate = _propagate_compiled if (work > 1 << 29 if compile is None else compile) else _propagate
+        batch = batch_size(p.pair_grids, total)
 
         def means(i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             count = len(i)

@@ -14,6 +14,7 @@ masks in :meth:`Grid.box_filter` take care of.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
@@ -116,6 +117,72 @@ class Grid:
                     total = total + rows.index_select(dim, torch.tensor(src, device=t.device))
             t = total / window**2
         return t
+
+
+    def subsample_input(self, stride: int, height: int, width: int) -> Grid:
+        """The shifts a stride's input must hold: output shift s is input shift ``stride * s``."""
+        return Grid(height, width, tuple(sorted({stride * s % height for s in self.rows})),
+                    tuple(sorted({stride * s % width for s in self.cols})))
+
+    def subsample(self, t: torch.Tensor, stride: int, out: Grid) -> torch.Tensor:
+        """Keep the pixels a stride keeps, ``stride * I`` in both images (``out``: the output grid)."""
+        for dim, shifts_in, shifts_out, size in ((1, self.rows, out.rows, self.height),
+                                                 (2, self.cols, out.cols, self.width)):
+            t = t.index_select(dim + 2, torch.arange(0, size, stride, device=t.device))
+            t = t.index_select(dim, torch.tensor([shifts_in.index(stride * s % size) for s in shifts_out],
+                                                 device=t.device))
+        return t
+
+    def widened(self, reach: int) -> Grid:
+        """This grid with every shift within ``reach`` of one it holds."""
+        near = range(-reach, reach + 1)
+        return Grid(self.height, self.width, tuple(sorted({(s + e) % self.height for s in self.rows for e in near})),
+                    tuple(sorted({(s + e) % self.width for s in self.cols for e in near})))
+
+    def window_input(self, radius: int) -> Grid:
+        """The shifts a same-size window average's input must hold to produce this grid's."""
+        return self.widened(2 * radius)
+
+    def window_average(self, t: torch.Tensor, radius: int, out: Grid, first: bool = True,
+                       second: bool = True) -> torch.Tensor:
+        """A same-size average over (2r+1)^2 windows that leaves padding out of the count, applied to
+        the first image, the second, or both (NAS-Bench-201's ``avg_pool_3x3``; one side for the
+        cross moments of a branch).
+
+        Entry ``(i, s)`` pairs pixel i with ``j = (i + s) % H``; moving i by a and j by b reads the
+        input entry ``(i + a, s + b - a)``, weighted by ``1 / count`` of each side's window. Per axis
+        that is a sparse matrix on the (shift, position) plane, at most (2r+1)^2 entries a row: one
+        sparse product per axis (as shifted slices, the same sums took up to 10x longer).
+        """
+        for dim, shifts_in, shifts_out, size in ((1, self.rows, out.rows, self.height),
+                                                 (2, self.cols, out.cols, self.width)):
+            matrix = _window_matrix(shifts_in, shifts_out, size, radius, first, second).to(t.device, t.dtype)
+            order = (dim, dim + 2, *(d for d in range(5) if d not in (dim, dim + 2)))
+            moved = t.permute(*order)
+            product = (matrix @ moved.reshape(matrix.shape[1], -1)).reshape(len(shifts_out), size, *moved.shape[2:])
+            t = product.permute(*sorted(range(5), key=order.__getitem__))
+        return t.contiguous()
+
+
+@lru_cache(maxsize=None)
+def _window_matrix(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, radius: int,
+                   first: bool, second: bool) -> torch.Tensor:
+    """The window average on one axis as a sparse (S_out * size, S_in * size) matrix (see window_average)."""
+    offsets = range(-radius, radius + 1)
+    count = [sum(0 <= i + a < size for a in offsets) for i in range(size)]
+    rows, cols, values = [], [], []
+    for k, s in enumerate(shifts_out):
+        for i in range(size):
+            j = (i + s) % size
+            for a in offsets if first else (0,):
+                for b in offsets if second else (0,):
+                    if 0 <= i + a < size and 0 <= j + b < size:
+                        rows.append(k * size + i)
+                        cols.append(shifts_in.index((s + b - a) % size) * size + i + a)
+                        values.append((1 / count[i] if first else 1) * (1 / count[j] if second else 1))
+    shape = (len(shifts_out) * size, len(shifts_in) * size)
+    return torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(values, dtype=torch.float64), shape,
+                                   check_invariants=True).coalesce()
 
 
 def _seam_masks(shifts: tuple[int, ...], size: int, radius: int, device: torch.device,

@@ -1,6 +1,6 @@
 """Search spaces: files that say which architectures a search may propose.
 
-Two shapes of file, both YAML (or JSON), validated on load with errors that name the file and key:
+Three shapes of file, all YAML (or JSON), validated on load with errors that name the file and key:
 
 * a **staged** space: a plain CNN of stages separated by 2x2 average pooling, each stage a number
   of ``conv k x k, relu`` layers (optionally residual), then a readout. Every key is a choice:
@@ -9,6 +9,13 @@ Two shapes of file, both YAML (or JSON), validated on load with errors that name
   and ``kernel`` ``per: stage`` or ``per: layer``. See ``search_spaces/default.yaml``.
 * a **list** space: ``architectures:`` a list of description files (paths relative to the space
   file), searched by name. See ``search_spaces/arora2019.yaml``.
+* a **cell** space: ``cell: nasbench201``, the NAS-Bench-201 macro network around one searched
+  cell, each of the cell's 6 edges a choice among ``ops``. See ``search_spaces/nasbench201.yaml``.
+
+Any space may give ``fidelity:`` defaults for the data (``train_size``, ``val_size``,
+``resolution``), used where the command line gives none; a cell space also fixes its
+``cells_per_stage`` there. The data settings are left out of the space's digest: a study checks
+them by its data label, so a changed default starts a new study instead of clashing with the old.
 
 ``suggest(trial)`` asks an Optuna trial for the choices and returns the description; a sampled
 combination that has no valid network (pooled below one pixel, say) raises ``InvalidCandidate``.
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,7 +32,9 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
+from nas_cntk import nasbench201
 from nas_cntk.architecture import Architecture, load, parse
+from nas_cntk.data import DataSettings
 from nas_cntk.engine import plan
 from nas_cntk.errors import ArchitectureError, NasCntkError
 from nas_cntk.ops.readout import READOUTS
@@ -64,7 +73,20 @@ class Choice:
 class SearchSpace:
     name: str
     path: Path
-    digest: str  # of the file's parsed content: a resumed study must search the same space
+    digest: str  # of the file's parsed content but the data defaults: a resumed study must search the same space
+    data_defaults: Mapping[str, int] = field(default_factory=dict, kw_only=True)  # the file's `fidelity` data keys
+
+    @property
+    def label(self) -> str:
+        """What a study name starts with: the space's name, and anything else that changes its networks."""
+        return self.name
+
+    def data_settings(self, train_size: int | None = None, val_size: int | None = None,
+                      resolution: int | None = None, seed: int = 0, zca: bool = False) -> DataSettings:
+        """The data a search of this space uses: what is given, else the file's fidelity, else the defaults."""
+        given = {"train_size": train_size, "val_size": val_size, "resolution": resolution}
+        return DataSettings(**{**self.data_defaults, **{k: v for k, v in given.items() if v is not None}},
+                            seed=seed, zca=zca)
 
     @property
     def finite(self) -> bool:
@@ -120,6 +142,28 @@ class StagedSpace(SearchSpace):
         return parse(description)
 
 
+@dataclass(frozen=True)
+class CellSpace(SearchSpace):
+    """The NAS-Bench-201 macro network around one cell; each of the cell's edges is a choice of op."""
+
+    ops: tuple[str, ...]
+    cells_per_stage: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-n{self.cells_per_stage}"
+
+    @property
+    def finite(self) -> bool:
+        return True
+
+    def suggest(self, trial: optuna.Trial) -> Architecture:
+        genotype = tuple(tuple(trial.suggest_categorical(f"edge_{i}to{j}", self.ops) for i in range(j))
+                         for j in range(1, nasbench201.NODES))
+        text = nasbench201.genotype_string(genotype)  # the name: leaderboards show the benchmark's own spelling
+        return parse({**nasbench201.description(genotype, self.cells_per_stage), "name": text})
+
+
 def check_candidate(arch: Architecture, resolution: int) -> None:
     """Raise InvalidCandidate when ``arch`` has no valid network on ``resolution`` x ``resolution`` images."""
     try:
@@ -146,10 +190,12 @@ EXPECTED = {"stages": "integers >= 1", "layers": "integers >= 1", "kernel": "odd
 DEFAULTS = {"residual": False, "weight_std": 2**0.5, "bias_std": 0.0, "fix_first_and_readout": False}
 PER = {"layers": ("network", "stage"), "kernel": ("network", "stage", "layer")}
 FLOAT_KEYS = ("weight_std", "bias_std")
+DATA_FIDELITY = ("train_size", "val_size", "resolution")  # `fidelity:` keys any space may set
+CELLS = {"nasbench201": nasbench201.EDGE_OPS}  # cell families, with the ops their edges may take
 
 
 def resolve_space_path(name_or_path: str | Path) -> Path:
-    """A space file by path, or by name among the built-in ``search_spaces/`` (``default``, ``arora2019``)."""
+    """A space file by path, or by name among the built-in ``search_spaces/`` (``default``, ``arora2019``, ...)."""
     path = Path(name_or_path)
     if path.exists():
         return path
@@ -170,20 +216,63 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(content, Mapping):
         raise SpaceError(f"{path}: expected a mapping of keys, got {type(content).__name__}")
-    name = content.get("name", path.stem)
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = str(content.get("name", path.stem))
+    shape = "list" if "architectures" in content else "cell" if "cell" in content else "staged"
     try:
-        if "architectures" in content:
-            return _list_space(content, path, str(name), digest)
-        return _staged_space(content, path, str(name), digest)
+        fidelity = _fidelity(content.get("fidelity", {}), shape)
+        data_defaults = {k: v for k, v in fidelity.items() if k in DATA_FIDELITY}
+        searched = {k: v for k, v in content.items() if k != "fidelity"}
+        if len(data_defaults) < len(fidelity):  # cells_per_stage changes the networks, so it is in the digest
+            searched["fidelity"] = {k: v for k, v in fidelity.items() if k not in DATA_FIDELITY}
+        digest = hashlib.sha256(json.dumps(searched, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if shape == "list":
+            space: SearchSpace = _list_space(content, path, name, digest)
+        elif shape == "cell":
+            space = _cell_space(content, path, name, digest, fidelity)
+        else:
+            space = _staged_space(content, path, name, digest)
     except SpaceError as error:
         raise SpaceError(f"{path}: {error}") from None
+    return replace(space, data_defaults=data_defaults)
+
+
+def _fidelity(value: Any, shape: str) -> dict[str, int]:
+    """The ``fidelity:`` mapping: data defaults for any space, ``cells_per_stage`` for a cell space."""
+    allowed = (*DATA_FIDELITY, "cells_per_stage") if shape == "cell" else DATA_FIDELITY
+    if not isinstance(value, Mapping):
+        raise SpaceError(f"fidelity: expected a mapping with keys among {', '.join(allowed)}, got {value!r}")
+    for key, v in value.items():
+        if key not in allowed:
+            raise SpaceError(f"fidelity.{key}: unknown key; allowed: {', '.join(allowed)}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpaceError(f"fidelity.{key}: expected an integer >= 1, got {v!r}")
+    return dict(value)
+
+
+def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,
+                fidelity: Mapping[str, int]) -> CellSpace:
+    unknown = sorted(set(content) - {"name", "description", "cell", "ops", "fidelity"})
+    if unknown:
+        raise SpaceError(f"{unknown[0]}: unknown key in a cell space; allowed: cell, description, fidelity, name, ops")
+    family = content["cell"]
+    if family not in CELLS:
+        raise SpaceError(f"cell: expected one of {', '.join(CELLS)}, got {family!r}")
+    ops = content.get("ops", list(CELLS[family]))
+    if not isinstance(ops, list) or not ops:
+        raise SpaceError(f"ops: expected a non-empty list of edge ops, got {ops!r}")
+    for i, op in enumerate(ops):
+        if op not in CELLS[family]:
+            raise SpaceError(f"ops[{i}]: expected one of {', '.join(CELLS[family])}, got {op!r}")
+    if len(set(ops)) < len(ops):
+        raise SpaceError(f"ops: {next(op for op in ops if ops.count(op) > 1)!r} is listed twice")
+    return CellSpace(name, path, digest, tuple(ops), fidelity.get("cells_per_stage", 5))
 
 
 def _list_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> ListSpace:
-    unknown = sorted(set(content) - {"name", "description", "architectures"})
+    unknown = sorted(set(content) - {"name", "description", "architectures", "fidelity"})
     if unknown:
-        raise SpaceError(f"{unknown[0]}: unknown key in a list space; allowed: name, description, architectures")
+        raise SpaceError(f"{unknown[0]}: unknown key in a list space; allowed: architectures, description, "
+                         "fidelity, name")
     entries = content["architectures"]
     if not isinstance(entries, list) or not entries:
         raise SpaceError(f"architectures: expected a non-empty list of description files, got {entries!r}")
@@ -200,7 +289,7 @@ def _list_space(content: Mapping[str, Any], path: Path, name: str, digest: str) 
 
 
 def _staged_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> StagedSpace:
-    allowed = {"name", "description", *STAGED_KEYS}
+    allowed = {"name", "description", "fidelity", *STAGED_KEYS}
     unknown = sorted(set(content) - allowed)
     if unknown:
         raise SpaceError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")

@@ -52,6 +52,7 @@ class TrainSettings:
     resolution: int = 32
     augment: bool = True             # random crops (padding resolution / 8) and horizontal flips
     seed: int = 0
+    batch_norm: bool = False         # a BatchNorm2d after every conv, as NAS-Bench-201 trains its cells
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -71,7 +72,10 @@ class TrainSettings:
     @property
     def label(self) -> str:
         """Names a result, e.g. ``w128-e30-nall-r32-s0-1a2b3c``: the digest covers every setting."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:6]
+        settings = asdict(self)
+        if not self.batch_norm:  # left out when off, so labels from before the option still match
+            del settings["batch_norm"]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
         return (f"w{self.width}-e{self.epochs}-n{self.train_size or 'all'}-r{self.resolution}-s{self.seed}"
                 f"-{digest}")
 
@@ -142,7 +146,8 @@ def train(arch: Architecture, data: DataSplits, settings: TrainSettings, *, devi
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(settings.seed)
     generator = torch.Generator(device).manual_seed(settings.seed)
-    model = arch.module(settings.width, input_size=tuple(data.x_train.shape[-2:])).to(device)
+    model = arch.module(settings.width, input_size=tuple(data.x_train.shape[-2:]),
+                        batch_norm=settings.batch_norm).to(device)
     if arch.fix_first_and_readout:
         for parameter in (*model.layers[arch.first_conv].parameters(), *model.readout.parameters()):
             parameter.requires_grad_(False)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import nas_cntk
-from nas_cntk import ArchitectureError
+from nas_cntk import ArchitectureError, nasbench201
 from nas_cntk.engine import plan
+from nas_cntk.ops import OPS
 
 CONTRACT = {"weight_std": 1.4142135623730951, "bias_std": 0.0, "readout": "gap",
             "layers": [{"op": "conv", "kernel": 3},
@@ -64,7 +65,9 @@ def _broken(path, value):
     (["layers", 0, "kernel"], True, r"layers\[0\]\.kernel"),
     (["layers", 0, "kernel"], KeyError, r"layers\[0\]\.kernel: missing"),
     (["layers", 3, "window"], 1, r"layers\[3\]\.window: expected an integer >= 2"),
-    (["layers", 3, "stride"], 2, r"layers\[3\]: unknown key 'stride'"),
+    (["layers", 3, "stride"], 3, r"layers\[3\]\.stride: expected the window \(2, non-overlapping\) or 1"),
+    (["layers", 3, "padding"], 1, r"layers\[3\]: unknown key 'padding'"),
+    (["layers", 0, "stride"], 0, r"layers\[0\]\.stride: expected an integer >= 1, got 0"),
     (["layers", 0, "weight_std"], -1.0, r"layers\[0\]\.weight_std: expected a finite number >= 0"),
     (["bias_std"], float("nan"), r"bias_std: expected a finite number"),
     (["readout"], "max", r"readout: expected one of flatten, gap, got 'max'"),
@@ -113,3 +116,40 @@ def test_finite_network_runs_at_any_width():
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
         convs = [m for m in net.modules() if type(m).__name__ == "ConvModule"]
         assert [c.weight.shape[0] for c in convs] == [width] * 4
+
+
+NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def test_a_nasbench201_genotype_string_is_the_benchmarks_macro_network():
+    arch = nas_cntk.load(NB201_EXAMPLE)
+    assert arch.name == NB201_EXAMPLE
+    assert arch.hash == nas_cntk.load(nasbench201.description(NB201_EXAMPLE, 5)).hash
+    assert arch.summary() == ("conv3 cell x5 [pool2 conv1 + relu conv3/2 relu conv3] cell x5 "
+                              "[pool2 conv1 + relu conv3/2 relu conv3] cell x5 relu | gap")
+    assert [size for size, node in zip(arch.sizes(32, 32), arch.nodes) if node.path.endswith("node3")][::5] == \
+        [(32, 32), (16, 16), (8, 8)]
+    net = arch.module(4)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert nas_cntk.load(nasbench201.description(NB201_EXAMPLE, 2)).depth == 1 + 3 * 2 * 3 + 2 * 3
+
+
+def test_cell_nodes_the_output_never_reads_are_left_out():
+    # node 1 feeds nodes 2 and 3 only through `none`: the cells differ in node 1's op, not in the network
+    a = nas_cntk.load(nasbench201.description("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", 1))
+    b = nas_cntk.load(nasbench201.description("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", 1))
+    assert len(a.nodes) == len(b.nodes) and a.hash != b.hash
+    assert not any(isinstance(node.op, OPS["avg_pool"]) and node.op.stride == 1 for node in b.nodes)
+
+
+@pytest.mark.parametrize("genotype, message", [
+    ("|nor_conv_3x3~0|+|none~0|none~1|", r"expected 3 nodes separated by '\+', got 2"),
+    ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", r"unknown op 'conv' in 'conv~0'"),
+    ("|none~0|+|none~1|none~0|+|none~0|none~1|none~2|", r"edge 'none~1' of node 2 should come from node 0"),
+    ("|none~0|+|none~0|+|none~0|none~1|none~2|", r"node 2 needs 2 edges"),
+])
+def test_malformed_genotypes_say_what_is_wrong(genotype, message):
+    with pytest.raises(ArchitectureError, match=message):
+        nas_cntk.load(genotype)
+    with pytest.raises(ArchitectureError, match=r"layers\[1\]\.genotype: " + message):
+        nas_cntk.load({"readout": "gap", "layers": [{"op": "conv", "kernel": 3}, {"op": "cell", "genotype": genotype}]})

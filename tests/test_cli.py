@@ -10,6 +10,7 @@ import pytest
 
 import nas_cntk
 from commands import nas_cntk_command, one_error_line
+from nas_cntk.cli import _train_settings, build_parser
 from nas_cntk.score import kernel_regression
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
@@ -86,3 +87,9 @@ def test_bad_subset_size_is_one_line(cifar_dir: Path) -> None:
     line = one_error_line(nas_cntk_command("score", "--arch", str(EXAMPLES / "cntk_v_3.json"), "--train-size", "45",
                                            "--resolution", "8", data_dir=cifar_dir))
     assert "45" in line and "multiple of 10" in line
+
+
+def test_train_batch_norm_flag_reaches_the_settings() -> None:
+    parser = build_parser()
+    assert _train_settings(parser.parse_args(["train", "--batch-norm"])).batch_norm is True
+    assert _train_settings(parser.parse_args(["train", "--preset", "cpu"])).batch_norm is False

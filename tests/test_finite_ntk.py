@@ -38,6 +38,13 @@ ARCHITECTURES = {
                                   "layers": [CONV, {"op": "residual", "body": [RELU]}, CONV, RELU]},
     "residual_on_nonnegative": {"readout": "gap",
                                 "layers": [CONV, RELU, {"op": "residual", "body": [CONV, RELU]}, RELU, CONV, RELU]},
+    # A NAS-Bench-201 cell whose sums join pooled and skipped copies of one node (dependent), and
+    # the benchmark's reduction block (strided conv body, pooled 1x1-conv shortcut).
+    "nasbench201_cell": {"readout": "gap", "layers": [CONV, {"op": "cell", "genotype": (
+        "|avg_pool_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")}, RELU]},
+    "nasbench201_reduction": {"readout": "gap", "layers": [CONV, {
+        "op": "residual", "body": [RELU, {"op": "conv", "kernel": 3, "stride": 2}, RELU, CONV],
+        "shortcut": [POOL, {"op": "conv", "kernel": 1}]}, RELU]},
 }
 
 

@@ -1,18 +1,23 @@
 """Search-space files: loading, validation errors, the networks they describe, and the score cache."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import FixedTrial
 
 import nas_cntk
+from nas_cntk import nasbench201
 from nas_cntk.cache import ScoreCache
 from nas_cntk.data import DataSettings
 from nas_cntk.score import RegressionResult, Score
 from nas_cntk.search import make_sampler
-from nas_cntk.space import InvalidCandidate, ListSpace, SpaceError, StagedSpace, check_candidate, load_space
+from nas_cntk.space import (CellSpace, InvalidCandidate, ListSpace, SpaceError, StagedSpace, check_candidate,
+                            load_space)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 
@@ -81,7 +86,7 @@ def test_malformed_space_names_file_and_key(tmp_path: Path, text: str, message: 
 
 
 def test_unknown_space_name_lists_the_builtin_ones():
-    with pytest.raises(SpaceError, match="arora2019, default"):
+    with pytest.raises(SpaceError, match="arora2019, default, nasbench201"):
         load_space("no-such-space")
 
 
@@ -93,3 +98,70 @@ def test_score_cache_round_trips_and_separates_data_settings(tmp_path: Path):
     assert ScoreCache(tmp_path, DataSettings(train_size=40)).get("abc123") is None
     assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("other") is None
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------------ cell space
+
+NB201_SPACE = "name: cells\ncell: nasbench201\nops: [none, nor_conv_3x3, skip_connect]\n"
+
+
+def test_nasbench201_space_suggests_the_benchmark_network_named_by_its_genotype(tmp_path: Path):
+    space = load_space("nasbench201")
+    assert isinstance(space, CellSpace) and space.finite and space.ops == nasbench201.EDGE_OPS
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        genotype = nasbench201.parse_genotype(arch.name)
+        assert sorted(trial.params) == sorted(f"edge_{i}to{j}" for j in (1, 2, 3) for i in range(j))
+        assert genotype == tuple(tuple(trial.params[f"edge_{i}to{j}"] for i in range(j)) for j in (1, 2, 3))
+        assert arch.hash == nas_cntk.load(nasbench201.description(arch.name, space.cells_per_stage)).hash
+        study.tell(trial, 0.0)
+    assert len({t.params["edge_0to1"] for t in study.trials} | set(space.ops)) == 5  # only the listed ops
+
+
+def test_cell_space_ops_and_cells_per_stage_come_from_the_file(tmp_path: Path):
+    space = load_space(space_file(tmp_path, NB201_SPACE + "fidelity: {cells_per_stage: 2}\n"))
+    assert space.ops == ("none", "nor_conv_3x3", "skip_connect") and space.label == "cells-n2"
+    arch = space.suggest(FixedTrial({f"edge_{i}to{j}": "nor_conv_3x3" for j in (1, 2, 3) for i in range(j)}))
+    assert arch.hash == nas_cntk.load(nasbench201.description(arch.name, 2)).hash
+    assert load_space(space_file(tmp_path, NB201_SPACE)).cells_per_stage == 5  # the benchmark's own
+
+
+def test_fidelity_gives_data_defaults_that_options_override(tmp_path: Path):
+    space = load_space(space_file(tmp_path, NB201_SPACE + "fidelity: {train_size: 60, resolution: 8}\n"))
+    assert space.data_settings() == DataSettings(train_size=60, val_size=1000, resolution=8)
+    assert space.data_settings(train_size=20, val_size=10, seed=3) == DataSettings(20, 10, 8, 3)
+    assert load_space("default").data_settings() == DataSettings()
+
+
+def test_data_fidelity_is_not_part_of_the_digest_but_cells_per_stage_is(tmp_path: Path):
+    def digest(text: str) -> str:
+        return load_space(space_file(tmp_path, text)).digest
+
+    base = digest(NB201_SPACE)
+    assert digest(NB201_SPACE + "fidelity: {train_size: 60}\n") == base  # the study checks data by its label
+    assert digest(NB201_SPACE + "fidelity: {cells_per_stage: 1}\n") != base
+    # A file without `fidelity:` keeps the digest of its whole content: studies from before still resume.
+    content = yaml.safe_load((EXAMPLES.parent / "default.yaml").read_text())
+    old = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert load_space("default").digest == old
+
+
+@pytest.mark.parametrize("text, message", [
+    (NB201_SPACE.replace("nasbench201", "darts"), "cell: expected one of nasbench201, got 'darts'"),
+    (NB201_SPACE.replace("skip_connect", "max_pool_3x3"), "ops[2]: expected one of none, skip_connect"),
+    (NB201_SPACE.replace("skip_connect", "none"), "ops: 'none' is listed twice"),
+    (NB201_SPACE + "layers: 1\n", "layers: unknown key in a cell space"),
+    (NB201_SPACE + "fidelity: {cells_per_stage: 0}\n", "fidelity.cells_per_stage: expected an integer >= 1, got 0"),
+    (NB201_SPACE + "fidelity: {width: 8}\n", "fidelity.width: unknown key"),
+    (NB201_SPACE + "fidelity: 5\n", "fidelity: expected a mapping"),
+    ("stages: 1\nlayers: 1\nkernel: 3\nreadout: gap\nfidelity: {cells_per_stage: 2}\n",
+     "fidelity.cells_per_stage: unknown key; allowed: train_size, val_size, resolution"),
+])
+def test_malformed_cell_space_names_file_and_key(tmp_path: Path, text: str, message: str):
+    path = space_file(tmp_path, text)
+    with pytest.raises(SpaceError) as error:
+        load_space(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_cntk import architecture
+from nas_cntk import architecture, nasbench201
 from nas_cntk.data import DataSplits
 from nas_cntk.errors import NasCntkError
+from nas_cntk.ops import Conv
 from nas_cntk.train import (TrainingDiverged, TrainSettings, _augment, learning_rate_factor, parameter_groups,
                             train)
 
@@ -85,6 +86,17 @@ def test_training_learns_an_easy_task(parameterization: str) -> None:
     assert result.parameters == (16 * 3 * 9 + 16) + (16 * 16 + 16) + (16 * 10 + 10)  # conv 3x3, conv 1x1, readout
 
 
+def test_a_nasbench201_cell_network_trains_with_batch_norm() -> None:
+    arch = architecture.load(nasbench201.description(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|", 1))
+    convs = sum(isinstance(node.op, Conv) for node in arch.nodes[1:])
+    model = arch.module(8, input_size=(4, 4), batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == convs
+    settings = TrainSettings(width=8, epochs=8, batch_size=25, lr=1.0, batch_norm=True)
+    result = train(arch, toy_data(), settings, device="cpu", progress=False)
+    assert result.test_accuracy >= 0.9
+
+
 def test_the_fix_variant_trains_neither_first_conv_nor_readout(monkeypatch: pytest.MonkeyPatch) -> None:
     arch = architecture.parse({**CONV_NET, "readout": "gap", "fix_first_and_readout": True})
     built = []
@@ -137,8 +149,8 @@ def test_the_label_names_every_setting() -> None:
     assert base.label == TrainSettings().label
     labels = {TrainSettings(**{field: value}).label for field, value in
               [("lr", 1.0), ("momentum", 0.5), ("schedule", "cosine"), ("parameterization", "standard"),
-               ("augment", False), ("batch_size", 64), ("weight_decay", 0.0)]}
-    assert len(labels) == 7 and base.label not in labels
+               ("augment", False), ("batch_size", 64), ("weight_decay", 0.0), ("batch_norm", True)]}
+    assert len(labels) == 8 and base.label not in labels
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -86,6 +86,8 @@ class Op:
     name: ClassVar[str]
     keys: ClassVar[frozenset[str]] = frozenset()  # allowed keys besides "op"
     module_classes: ClassVar[tuple[type[nn.Module], ...]] = ()  # nas_cntk classes that module_code uses
+    # Fresh zero-mean weights (or a zero output): the output's moments with every other node vanish.
+    independent: ClassVar[bool] = False
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], path: str, defaults: Mapping[str, float]) -> Op:
@@ -123,8 +125,13 @@ class Op:
         """NNGP and NTK pair tensors of the output from those of the input."""
         raise NotImplementedError
 
+    @property
+    def has_cross(self) -> bool:
+        """Whether :meth:`cross` is defined: ops between two nodes whose branches a sum joins need it."""
+        return True
+
     def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
-        """Moments with a branch point, carried through this op."""
+        """Moments with an earlier node f (``fork``) from those with this op's input, or None where zero."""
         raise NotImplementedError
 
     def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:

@@ -56,6 +56,9 @@ class Relu(Op):
             return None if cross is None else cross.scaled(0.5)
         # A Gaussian n below a non-Gaussian branch point lies past a fresh conv: independent of f,
         # so the moments factor into the means, E[f] E[relu(n)], and the NTK cross term vanishes.
+        if cross is not None:
+            raise ArchitectureError("relu of a Gaussian that is correlated with a non-negative branch it is "
+                                    "summed with has no exact kernel; put a conv between them")
         grid = ctx.grid_in
         relu_mean_a, relu_mean_b = (torch.sqrt(v / (2 * math.pi)) for v in (ctx.var_a, ctx.var_b))
         return Cross(fork.mean_a[:, None, None] * grid.partner(relu_mean_b),
