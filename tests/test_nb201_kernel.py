@@ -343,3 +343,16 @@ def test_engine_float32_agrees_with_reference():
         assert got.dtype == torch.float32
         err = np.linalg.norm(got.double().numpy() - want)
         assert err <= 1e-4 * np.linalg.norm(want), f"float32 {name}: error {err:.3e} vs norm {np.linalg.norm(want):.3e}"
+
+
+def test_float32_stays_finite_where_skip_only_cells_grow_the_variance_past_1e18():
+    # Each cell is (3I + A) x: its variance grows up to 16x a cell, so 15 cells reach past 1e19,
+    # whose square overflows float32 (on CIFAR-10 this network once made NaNs in the ReLU rule).
+    desc = nasbench201.description(
+        "|skip_connect~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|", 5)
+    x = 8 * images(3, seed=7)
+    exact = nas_cntk.kernel(desc, x, dtype=torch.float64)
+    fast = nas_cntk.kernel(desc, x.float(), dtype=torch.float32)
+    assert exact.nngp.max() > 1e19
+    for name in ("nngp", "ntk"):
+        assert_rel(getattr(fast, name), getattr(exact, name), 1e-4, name)

@@ -40,8 +40,11 @@ class Relu(Op):
             return sigma, theta
         # theta = angle between the two pre-activations; sqrt(v v') sin(theta) computed directly
         # and atan2 for the angle, as neural-tangents does (arccos is ill-conditioned near +-1).
-        product = ctx.var_a[:, None, None] * ctx.grid_in.partner(ctx.var_b)
-        sine = torch.sqrt(torch.clamp(product - sigma * sigma, min=0))
+        # No squares of moments: they overflow float32 from 1e19, which a NAS-Bench-201 network
+        # of skip-only cells reaches (each cell multiplies the variance by up to 16).
+        norm = torch.sqrt(ctx.var_a)[:, None, None] * ctx.grid_in.partner(torch.sqrt(ctx.var_b))
+        correlation = torch.where(norm > 0, sigma / norm, 0.0)
+        sine = norm * torch.sqrt(torch.clamp((1 - correlation) * (1 + correlation), min=0))
         angle = torch.atan2(sine, sigma)
         sigma_out = (sine + (math.pi - angle) * sigma) / (2 * math.pi)
         theta_out = None if theta is None else theta * ((math.pi - angle) / (2 * math.pi))
