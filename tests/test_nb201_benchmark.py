@@ -16,7 +16,9 @@ from nas_cntk import cli, nasbench201
 from nas_cntk.errors import NasCntkError
 from nas_cntk.nb201_benchmark import EXPERIMENT, read_table, sample_table
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nb201_cifar10_dev.csv"
+# A copy of shared/benchmarks/nb201_cifar10_dev.csv (1,000 NAS-Bench-201 cells with their trained
+# accuracy; see tests/data/README.md), so the tests do not depend on where the repository sits.
+TABLE = Path(__file__).resolve().parent / "data" / "nb201_cifar10_dev.csv"
 GENOTYPE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # Four rows of the real table, chosen to differ: a disconnected cell (a constant network, trained to
 # 10%), two conv-rich cells and a skip-only one. At this tiny setting most cells score at chance, and
