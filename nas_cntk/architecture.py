@@ -180,9 +180,7 @@ def load(source: str | Path | Mapping[str, Any]) -> Architecture:
     if isinstance(source, Mapping):
         return parse(source)
     if isinstance(source, str) and source.strip().startswith("|"):
-        genotype = nasbench201.genotype_string(nasbench201.parse_genotype(source))
-        arch = parse(nasbench201.description(genotype))
-        return Architecture(arch.nodes, arch.readout, arch.fix_first_and_readout, arch.spec, genotype)
+        return nasbench201_network(source)
     path = Path(source)
     try:
         text = path.read_text()
@@ -200,6 +198,12 @@ def load(source: str | Path | Mapping[str, Any]) -> Architecture:
         raise ArchitectureError(f"{path}: {error}") from None
     return arch if arch.name else Architecture(arch.nodes, arch.readout, arch.fix_first_and_readout, arch.spec,
                                                path.stem)
+
+
+def nasbench201_network(genotype: str | nasbench201.Genotype, cells_per_stage: int = 5) -> Architecture:
+    """The NAS-Bench-201 macro network around ``genotype``, named by the genotype in the benchmark's spelling."""
+    text = nasbench201.genotype_string(genotype if isinstance(genotype, tuple) else nasbench201.parse_genotype(genotype))
+    return parse({**nasbench201.description(text, cells_per_stage), "name": text})
 
 
 def _parse_layers(layers: list[Any], path: str, nodes: list[Node], defaults: Mapping[str, float],

@@ -118,7 +118,6 @@ class Grid:
             t = total / window**2
         return t
 
-
     def subsample_input(self, stride: int, height: int, width: int) -> Grid:
         """The shifts a stride's input must hold: output shift s is input shift ``stride * s``."""
         return Grid(height, width, tuple(sorted({stride * s % height for s in self.rows})),

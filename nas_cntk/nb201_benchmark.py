@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param
 from tqdm.auto import tqdm
 
 from nas_cntk import nasbench201
-from nas_cntk.architecture import Architecture, parse
+from nas_cntk.architecture import Architecture, nasbench201_network
 from nas_cntk.cache import ScoreCache
 from nas_cntk.correlation import Correlation, correlate, correlation_figure
 from nas_cntk.data import DataSettings, DataSplits
@@ -119,11 +119,6 @@ def sample_table(table: pd.DataFrame, sample: int | None, seed: int) -> pd.DataF
     return table.iloc[order[:sample]].reset_index(drop=True)
 
 
-def network(genotype: str, cells_per_stage: int) -> Architecture:
-    """The benchmark's macro network around ``genotype``, named by it."""
-    return parse({**nasbench201.description(genotype, cells_per_stage), "name": genotype})
-
-
 # ------------------------------------------------------------------------------------------------ running
 
 def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
@@ -131,7 +126,7 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
     started = time.perf_counter()
     table = read_table(settings.table)
     sample = sample_table(table, settings.sample, settings.seed)
-    archs = [network(g, settings.cells_per_stage) for g in sample[ARCH]]
+    archs = [nasbench201_network(g, settings.cells_per_stage) for g in sample[ARCH]]
     try:  # every sampled network shares the macro skeleton: one check covers the resolution
         plan(archs[0], settings.data.resolution, settings.data.resolution)
     except ArchitectureError as error:

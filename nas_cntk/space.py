@@ -33,7 +33,7 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from nas_cntk import nasbench201
-from nas_cntk.architecture import Architecture, load, parse
+from nas_cntk.architecture import Architecture, load, nasbench201_network, parse
 from nas_cntk.data import DataSettings
 from nas_cntk.engine import plan
 from nas_cntk.errors import ArchitectureError, NasCntkError
@@ -160,8 +160,7 @@ class CellSpace(SearchSpace):
     def suggest(self, trial: optuna.Trial) -> Architecture:
         genotype = tuple(tuple(trial.suggest_categorical(f"edge_{i}to{j}", self.ops) for i in range(j))
                          for j in range(1, nasbench201.NODES))
-        text = nasbench201.genotype_string(genotype)  # the name: leaderboards show the benchmark's own spelling
-        return parse({**nasbench201.description(genotype, self.cells_per_stage), "name": text})
+        return nasbench201_network(genotype, self.cells_per_stage)  # named by its genotype, for leaderboards
 
 
 def check_candidate(arch: Architecture, resolution: int) -> None:
