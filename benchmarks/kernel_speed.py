@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 import nas_cntk
-from nas_cntk.architecture import load
 from nas_cntk.data import load_cifar10
+from nas_cntk.description.architecture import load
 
 PEER = Path(__file__).resolve().parents[1] / "tools" / "neural_tangents" / "peer_benchmark.py"
 
@@ -81,7 +81,7 @@ def synchronize(device: str) -> None:
 def ours(spec: dict, pairs: int, device: str, fused: bool | None, repeats: int) -> float:
     side = max(1, int(math.sqrt(pairs)))
     x = cifar_images(2 * side).to(device)
-    options = dict(progress=False, fused=fused, compile=True)
+    options = dict(progress=False, fused=fused, torch_compile=True)
     nas_cntk.kernel(spec, x[:side], x[side:], **options)  # warm-up: compiles for this shape
     seconds = math.inf
     for _ in range(repeats):

@@ -1,7 +1,20 @@
-"""nas-cntk: neural architecture search scored by exact CNTK kernel regression."""
-from nas_cntk.architecture import Architecture, load, parse
-from nas_cntk.engine import Kernels, kernel
+"""nas-cntk: neural architecture search scored by exact CNTK kernel regression.
+
+Layers, each importing only those before it (each package's docstring says what it may import):
+
+    data          CIFAR-10: files, download, stratified subsets, preprocessing
+    description   what a network is: ops (finite module and kernel rule side by side), grid, architecture
+    kernels       the exact NNGP and NTK: plan, the plain path, fused backends, batching
+    scoring       kernel ridge regression: the score of one architecture
+    search        search spaces, the Optuna study, score cache, MLflow tracking, leaderboard, export
+    trained       checks against trained networks: training, results, correlation, NAS-Bench-201 benchmark
+    cli           the ``nas-cntk`` command line
+
+``errors`` (every exception type) and ``checks`` (shared validators) serve all layers.
+"""
+from nas_cntk.description import Architecture, load, parse
 from nas_cntk.errors import ArchitectureError, DataError, KernelError, NasCntkError
+from nas_cntk.kernels import Kernels, kernel
 
 __all__ = ["Architecture", "ArchitectureError", "DataError", "KernelError", "Kernels", "NasCntkError", "kernel",
            "load", "parse"]

@@ -5,6 +5,8 @@ arbitrary code, so the batches are read with an unpickler that admits only the f
 batch needs. The subsets are stratified and deterministic for a seed; the images are standardised
 per channel with statistics of the training subset alone (Arora et al., 2019), optionally
 downsampled and ZCA-whitened.
+
+May import: :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch

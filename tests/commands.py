@@ -1,4 +1,9 @@
-"""Running the installed `nas-cntk` console script as a user runs it."""
+"""Running the installed `nas-cntk` console script as a user runs it.
+
+`nas_cntk_command` runs the script beside the test's Python in a subprocess, with NAS_CNTK_DATA_DIR
+set when a data folder is given; `one_error_line` checks that a failure is exit code 2 and exactly
+one `nas-cntk: error: ...` line on stderr.
+"""
 from __future__ import annotations
 
 import os

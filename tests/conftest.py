@@ -1,3 +1,11 @@
+"""Shared test setup: the plain references on the import path, Triton's interpreter, real CIFAR-10.
+
+Puts tests/ on sys.path (plain_cntk.py, plain_nb201.py, commands.py); where there is no GPU, sets
+TRITON_INTERPRET=1 before `import nas_cntk` imports Triton, so the Triton kernel runs in Triton's
+interpreter. The `cifar_dir` fixture finds real CIFAR-10 through NAS_CNTK_DATA_DIR, as users do:
+tests that need it are skipped where it is unset, and fail where it names a folder without the
+batches.
+"""
 import sys
 from pathlib import Path
 

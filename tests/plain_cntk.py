@@ -1,8 +1,10 @@
 """A plain float64 CNTK written straight from docs/cntk-math.md: full P x P matrices, loops.
 
-Independent of the engine's layout on purpose: it is the reference the engine is tested against.
-Covers chains of conv / relu / avg_pool and residual blocks whose body ends in a conv (where the
-cross terms vanish); dependent branches are checked against wide finite networks instead.
+Independent of the engine's layout on purpose: it is the reference the engine is tested against
+(tests/test_kernel.py, to 1e-10) and that tests/plain_nb201.py is checked against on chain-shaped
+cells. Covers chains of conv / relu / avg_pool, the `fix` variant, a ReLU of a ReLU output (the
+identity) and residual blocks whose body ends in a conv (where the cross terms vanish); dependent
+branches are checked against wide finite networks instead (tests/test_finite_ntk.py).
 """
 import math
 

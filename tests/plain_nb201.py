@@ -1,19 +1,16 @@
 """A plain float64 NNGP / NTK of NAS-Bench-201 macro networks: full P x P matrices, numpy, loops.
 
 Written from the maths alone (docs/cntk-math.md and NAS-Bench-201's definition), independent of the
-engine on purpose: it is the reference the engine's cell support is tested against.
+engine on purpose: the reference that tests/test_nb201_kernel.py holds the engine's cells to (1e-8
+in float64). An image (C, H, W) has pixels p = i * W + j; a value carries, for the pairs 'xx', 'yy',
+'xy', P x P matrices Sigma (NNGP) and Theta (NTK); every operator is an explicit P x P matrix (a
+k x k conv is sum_a S_a M S_a^T over shift matrices S_a, a stride a selection, a pool an averaging),
+in neural-tangents' NTK parameterisation.
 
-Layout: an image is (C, H, W) and its pixel p = (i, j) is the index i * W + j. A value carries, for
-each of the image pairs 'xx', 'yy' and 'xy', two P x P matrices: Sigma (NNGP) and Theta (NTK).
-Every operator is written as explicit P x P matrices: a k x k conv is sum_a S_a M S_a^T over shift
-matrices S_a (S_a[p, p + a] = 1 inside the image), a stride is a selection matrix, a pool is an
-averaging matrix. All parameters are in neural-tangents' NTK parameterisation.
-
-Inside a cell every node is a sum, over independent Gaussian sources (the cell input and each conv
-output in the cell, every conv having fresh zero-mean weights and bias), of a linear map of that
-source: node = sum_s L_s source_s. Skips and 3x3 average pools are deterministic linear maps of
-their node, so they keep the dependence between branches: Sigma(node) = sum_s L_s Sigma_s L_s^T,
-with each source's maps summed first (two skips of one node give 2x the value, 4x its Sigma).
+In a cell every node is a sum of linear maps of independent Gaussian sources (the cell input and
+each conv output, fresh weights each): node = sum_s L_s source_s, so Sigma(node) =
+sum_s L_s Sigma_s L_s^T with each source's maps summed first. Skips and 3x3 pools are such maps and
+keep the dependence between branches: two skips of one node give 2x the value, 4x its Sigma.
 """
 from __future__ import annotations
 
@@ -184,7 +181,7 @@ def cell(genotype, value: dict, w_std: float, b_std: float) -> dict:
     eye, pool = np.eye(h * w), avg_pool3_matrix(h, w)
     sources = [value]        # independent Gaussian values: the cell input, then each conv output
     nodes = [{0: eye}]       # node -> {source index: summed linear map from that source}
-    for j, node_ops in enumerate(ops, start=1):
+    for node_ops in ops:
         terms: dict = {}
         for i, op in enumerate(node_ops):
             if op == "none":

@@ -1,3 +1,13 @@
+"""Architecture descriptions and NAS-Bench-201 genotypes: parsing, graph, hash, errors, modules.
+
+The example description of docs/descriptions.md becomes the expected graph, depth and summary; the
+hash ignores defaults, key order and the name; JSON and YAML load alike; malformed descriptions,
+unreadable files and a ReLU of a Gaussian-plus-ReLU sum are one-line errors naming the field or
+file, and so are pools that do not fit the input size the kernel is planned for; the finite network
+runs at any width. A genotype string loads as the benchmark's macro network (N cells per stage at
+32, 16 and 8 pixels), cell nodes the output never reads are left out, and malformed genotypes say
+what is wrong.
+"""
 import json
 import math
 
@@ -5,9 +15,10 @@ import pytest
 import torch
 
 import nas_cntk
-from nas_cntk import ArchitectureError, nasbench201
-from nas_cntk.engine import plan
-from nas_cntk.ops import OPS
+from nas_cntk import ArchitectureError
+from nas_cntk.description import nasbench201
+from nas_cntk.description.ops import OPS
+from nas_cntk.kernels import plan
 
 CONTRACT = {"weight_std": 1.4142135623730951, "bias_std": 0.0, "readout": "gap",
             "layers": [{"op": "conv", "kernel": 3},

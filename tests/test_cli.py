@@ -1,4 +1,11 @@
-"""The installed `nas-cntk` console script, run as a user runs it, on real CIFAR-10 at a tiny setting."""
+"""The installed `nas-cntk` script, run as a user runs it, on real CIFAR-10 at a tiny setting.
+
+`score` prints accuracies, ridge, time and speed; its `--json` line and `--save-kernel` file agree
+(the saved kernels refit to the printed accuracy; training and validation indices are disjoint);
+`evaluate` scores on the test split. A bad description, an even kernel size, a corrupt batch and a
+subset size that is not a multiple of 10 each give one error line naming the problem; `train
+--batch-norm` reaches the training settings.
+"""
 from __future__ import annotations
 
 import json
@@ -7,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import nas_cntk_command, one_error_line
 
 import nas_cntk
-from commands import nas_cntk_command, one_error_line
-from nas_cntk.cli import _train_settings, build_parser
-from nas_cntk.score import kernel_regression
+from nas_cntk.cli import Train, build_parser
+from nas_cntk.scoring.regression import kernel_regression
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 TINY = ["--train-size", "40", "--resolution", "8", "--device", "cpu"]
@@ -91,5 +98,5 @@ def test_bad_subset_size_is_one_line(cifar_dir: Path) -> None:
 
 def test_train_batch_norm_flag_reaches_the_settings() -> None:
     parser = build_parser()
-    assert _train_settings(parser.parse_args(["train", "--batch-norm"])).batch_norm is True
-    assert _train_settings(parser.parse_args(["train", "--preset", "cpu"])).batch_norm is False
+    assert Train.settings(parser.parse_args(["train", "--batch-norm"])).batch_norm is True
+    assert Train.settings(parser.parse_args(["train", "--preset", "cpu"])).batch_norm is False

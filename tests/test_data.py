@@ -1,4 +1,12 @@
-"""CIFAR-10 loading, safety, subsets and preprocessing: fast tests on tiny fake batches, a few on the real files."""
+"""CIFAR-10 loading, safety, subsets and preprocessing: tiny fake batches, a few real files.
+
+Lookup order (--data-dir, NAS_CNTK_DATA_DIR, the XDG cache; a folder or its parent); batches read
+back exactly; tampered pickles refused before they run anything, and truncated, garbage or malformed
+batches named in one line; stratified subsets exact, disjoint and seeded; standardisation on the
+training subset, pooling to lower resolutions and ZCA checked against independent numpy; download
+from a local HTTP server with its md5 check, refusing unsafe archive members and unreachable URLs
+without leftovers; `train`'s data keeps the search's validation images out; data labels round-trip.
+"""
 from __future__ import annotations
 
 import builtins

@@ -1,19 +1,15 @@
 """The exact kernel against wide finite networks built from the same description.
 
-For a finite network of width n with random weights:
-- the empirical NTK is J(x) J(x')^T, the gradients of the (single) output w.r.t. the trained
-  parameters (all of them, or all but the first conv and the readout for the `fix` variant);
-- the empirical NNGP is the readout's kernel given its input features h:
-  w^2 <h(x), h(x')> / fan_in + b^2, the covariance of the output over the readout weights.
-Both tend to the exact kernels as n grows: the mean over independent networks has a finite-width
-bias of order depth / n, and its statistical error is estimated from the networks themselves (the
-standard error: the spread of single networks over sqrt(count)). A test passes when the mean is
-within 4 standard errors plus a bias allowance of 2 / n of the exact kernel, in relative Frobenius
-norm, and the standard error itself is small (under 5%: it is measured at 0.6-2.4% for 64
-networks of width 128). The mistakes this guards against are far larger: summing dependent
-branches as if independent, as neural-tangents does, is 50% off on `residual_empty`
-(var(x + x) = 4 var(x), not 2), and a missing Stein factor of 1/2 on `residual_relu_on_gaussian`
-about 25%.
+A finite network of width n gives an empirical NTK J(x) J(x')^T (gradients of its single output with
+respect to the trained parameters: all, or all but the first conv and the readout for `fix`) and an
+empirical NNGP w^2 <h(x), h(x')> / fan_in + b^2 over the readout's input features h. The mean of 64
+networks of width 128 must lie within 4 standard errors (estimated from the networks, themselves
+under 5%) plus a bias allowance of 2 / n of the exact kernel, in relative Frobenius norm: on chains,
+pools, `fix`, residuals with dependent branches, a NAS-Bench-201 cell with dependent pooled and
+skipped branches and the benchmark's reduction block. The mistakes this guards against are far
+larger: summing dependent branches as independent, as neural-tangents does, is 50% off on
+`residual_empty` (var(x + x) = 4 var(x), not 2), a missing Stein factor of 1/2 on
+`residual_relu_on_gaussian` about 25%. A single network's NTK error falls like 1 / sqrt(width).
 """
 from __future__ import annotations
 

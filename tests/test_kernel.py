@@ -1,21 +1,31 @@
-"""The engine against an independent plain float64 CNTK (tests/plain_cntk.py) and against itself."""
+"""`nas_cntk.kernel` against an independent plain float64 CNTK (tests/plain_cntk.py) and itself.
+
+Equal to 1e-10 on 12 random architectures (conv / relu / pool chains, residual blocks, both
+readouts, `fix`, non-square maps); the symmetric call equals the two-sided one and is exactly
+symmetric; tiling into batches does not change the result; float32 agrees with float64 to 1e-5; the
+compiled pass equals the eager one; a flatten readout keeps only the pixel pairs it needs (O(P), a
+narrow band after pooling) while GAP keeps all P^2; a non-finite kernel is an error.
+"""
 import random
 
 import numpy as np
 import pytest
 import torch
+from plain_cntk import plain_kernel
 
 import nas_cntk
 from nas_cntk import KernelError
-from plain_cntk import plain_kernel
 
 
 def random_architecture(seed: int) -> dict:
     """Chains of conv / relu / pool, with residual blocks (body ending in a conv) on Gaussian values."""
     rng = random.Random(seed)
-    conv = lambda: {"op": "conv", "kernel": rng.choice([1, 3, 5]),
-                    **({"weight_std": round(rng.uniform(0.5, 2), 3)} if rng.random() < 0.3 else {}),
-                    **({"bias_std": round(rng.uniform(0, 0.5), 3)} if rng.random() < 0.3 else {})}
+
+    def conv() -> dict:
+        return {"op": "conv", "kernel": rng.choice([1, 3, 5]),
+                **({"weight_std": round(rng.uniform(0.5, 2), 3)} if rng.random() < 0.3 else {}),
+                **({"bias_std": round(rng.uniform(0, 0.5), 3)} if rng.random() < 0.3 else {})}
+
     layers, pools, gaussian = [conv()], 0, True
     for _ in range(rng.randint(2, 5)):
         choice = rng.random()
@@ -89,14 +99,14 @@ def test_compiled_pass_equals_eager_pass():
                                          {"op": "relu"}, {"op": "avg_pool", "window": 2},
                                          {"op": "conv", "kernel": 3}, {"op": "relu"}]}
     x, y = images(3, 3).float(), images(2, 4).float()
-    eager = nas_cntk.kernel(spec, x, y, compile=False)
-    compiled = nas_cntk.kernel(spec, x, y, compile=True)
+    eager = nas_cntk.kernel(spec, x, y, torch_compile=False)
+    compiled = nas_cntk.kernel(spec, x, y, torch_compile=True)
     torch.testing.assert_close(compiled.nngp, eager.nngp, rtol=1e-5, atol=0)
     torch.testing.assert_close(compiled.ntk, eager.ntk, rtol=1e-5, atol=0)
 
 
 def test_flatten_readout_holds_only_near_diagonal_pixel_pairs():
-    from nas_cntk.engine import plan
+    from nas_cntk.kernels import plan
     flat = plan(nas_cntk.load({"readout": "flatten", "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"}] * 3}),
                 32, 32)
     assert max(g.entries for g in flat.pair_grids) == 32 * 32  # O(P): same-pixel entries only

@@ -1,5 +1,13 @@
-"""NAS-Bench-201: the benchmark table, `nas-cntk benchmark nb201` and `nas-cntk search --space nasbench201`
-end to end, on real CIFAR-10 with a real SQLite MLflow store and Optuna storage."""
+"""`nas-cntk benchmark nb201` and `nas-cntk search --space nasbench201` end to end.
+
+On real CIFAR-10 with real SQLite MLflow and Optuna stores. The development table
+(tests/data/nb201_cifar10_dev.csv) reads whole; samples are seeded and a larger one extends a
+smaller; bad rows are named by line, a missing file or column is one error line before anything is
+written. A four-architecture run prints Kendall and Spearman equal to scipy's on the CSV it writes,
+beside the published proxies, and logs a parent MLflow run (correlation metrics, four artifacts)
+with one nested run per architecture; run again, it takes every score from the cache. A search of
+the cell space names each trial by its genotype and takes its data settings from the space file.
+"""
 from __future__ import annotations
 
 import re
@@ -8,16 +16,16 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from commands import nas_cntk_command, one_error_line
 from mlflow import MlflowClient
 from scipy import stats
 
-from commands import nas_cntk_command, one_error_line
-from nas_cntk import cli, nasbench201
+from nas_cntk import cli
+from nas_cntk.description import nasbench201
 from nas_cntk.errors import NasCntkError
-from nas_cntk.nb201_benchmark import EXPERIMENT, read_table, sample_table
+from nas_cntk.trained.benchmark import EXPERIMENT, read_table, sample_table
 
-# A copy of shared/benchmarks/nb201_cifar10_dev.csv (1,000 NAS-Bench-201 cells with their trained
-# accuracy; see tests/data/README.md), so the tests do not depend on where the repository sits.
+# The NAS-Bench-201 development table (1,000 cells with their trained accuracy; see tests/data/README.md).
 TABLE = Path(__file__).resolve().parent / "data" / "nb201_cifar10_dev.csv"
 GENOTYPE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # Four rows of the real table, chosen to differ: a disconnected cell (a constant network, trained to

@@ -1,19 +1,27 @@
-"""NAS-Bench-201 cells: the engine against an independent plain float64 reference (tests/plain_nb201.py),
-and that reference against closed forms, tests/plain_cntk.py and a wide finite network."""
+"""NAS-Bench-201 cells: the kernel against an independent float64 reference, tests/plain_nb201.py.
+
+The reference is itself checked part by part (genotypes, convs, strided convs, pools against torch,
+ReLU), on closed forms (the identity cell, two skips of one node 4x Sigma, two conv paths 2x,
+(I + A) x with its cross terms, pool of a pool, disconnected cells), against tests/plain_cntk.py on
+chain-shaped cells and against a wide finite network. The engine equals it to 1e-8 in float64 on the
+example cell of docs/descriptions.md, pool and skip mixtures, zero nodes feeding convs, 10 random
+genotypes, 2 cells per stage and nonzero stds; disconnected cells give zero (or, with biases,
+constant) kernels; float32 agrees to 1e-4, also where skip-only cells grow the moments past 1e19.
+"""
 import math
 
 import numpy as np
+import plain_cntk
+import plain_nb201 as ref
 import pytest
 import torch
 import torch.nn.functional as F
 
 import nas_cntk
-import plain_cntk
-import plain_nb201 as ref
-from nas_cntk import nasbench201
+from nas_cntk.description import nasbench201
 
 SQRT2 = math.sqrt(2)
-ISSUE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+EXAMPLE_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 IDENTITY = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
 
 
@@ -49,7 +57,7 @@ def random_value(h, w, seed):
 # ------------------------------------------------------------------ the reference's own parts
 
 def test_reference_parses_genotypes():
-    assert ref.parse_genotype(ISSUE) == (("nor_conv_3x3",), ("nor_conv_3x3", "avg_pool_3x3"),
+    assert ref.parse_genotype(EXAMPLE_CELL) == (("nor_conv_3x3",), ("nor_conv_3x3", "avg_pool_3x3"),
                                          ("skip_connect", "nor_conv_3x3", "skip_connect"))
     for bad in ["|none~0|+|none~0|none~1|", "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
                 "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"]:
@@ -77,11 +85,11 @@ def test_reference_strided_conv_by_explicit_loops():
     assert (out["h"], out["w"]) == (4, 4)
     s = value["xy"][0].reshape(h, w, h, w)
     want = np.zeros((4, 4, 4, 4))
-    for i, j, k, l in np.ndindex(4, 4, 4, 4):
+    for i, j, k, m in np.ndindex(4, 4, 4, 4):
         for a, b in np.ndindex(3, 3):
-            p, q, r, t = 2 * i + a - 1, 2 * j + b - 1, 2 * k + a - 1, 2 * l + b - 1
+            p, q, r, t = 2 * i + a - 1, 2 * j + b - 1, 2 * k + a - 1, 2 * m + b - 1
             if 0 <= p < h and 0 <= q < w and 0 <= r < h and 0 <= t < w:
-                want[i, j, k, l] += s[p, q, r, t]
+                want[i, j, k, m] += s[p, q, r, t]
     want = 2 / 9 * want + 0.09
     np.testing.assert_allclose(out["xy"][0].reshape(4, 4, 4, 4), want, rtol=1e-13, atol=1e-13)
 
@@ -249,11 +257,13 @@ def test_reference_nngp_agrees_with_a_wide_finite_network():
 GENOTYPES = {
     "all_conv3x3": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
     "pool_chain": "|avg_pool_3x3~0|+|none~0|avg_pool_3x3~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",  # (A + A^3) x
-    "pool_chain_conv": "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
-    "skip_pool_mixed": "|skip_connect~0|+|skip_connect~0|avg_pool_3x3~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|",
+    "pool_chain_conv": "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|"
+                       "+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+    "skip_pool_mixed": "|skip_connect~0|+|skip_connect~0|avg_pool_3x3~1|"
+                       "+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|",
     "conv1x1": "|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|",
     "zero_node_into_conv": "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|skip_connect~1|nor_conv_3x3~2|",
-    "issue_example": ISSUE,
+    "example_cell": EXAMPLE_CELL,
     # node 3 = (A + I) x, the same sum with its two inputs listed in either order
     "pool_then_skip_of_one_node": "|skip_connect~0|+|none~0|none~1|+|avg_pool_3x3~0|skip_connect~1|none~2|",
     "skip_then_pool_of_one_node": "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|avg_pool_3x3~1|none~2|",
@@ -307,7 +317,7 @@ def test_engine_equals_reference_random_genotypes(genotype):
 
 
 def test_engine_equals_reference_two_cells_per_stage():
-    _check_engine(ISSUE, cells_per_stage=2)
+    _check_engine(EXAMPLE_CELL, cells_per_stage=2)
 
 
 def test_engine_equals_reference_with_weight_and_bias_std():
@@ -335,9 +345,9 @@ def test_engine_disconnected_cell_with_bias_gives_a_constant_kernel(name):
 
 
 def test_engine_float32_agrees_with_reference():
-    desc = _description(ISSUE)
+    desc = _description(EXAMPLE_CELL)
     x = images(3, 40)
-    want_nngp, want_ntk = ref.nb201_kernel(ISSUE, x.numpy())
+    want_nngp, want_ntk = ref.nb201_kernel(EXAMPLE_CELL, x.numpy())
     k = nas_cntk.kernel(desc, x.float(), dtype=torch.float32)
     for name, got, want in [("nngp", k.nngp, want_nngp), ("ntk", k.ntk, want_ntk)]:
         assert got.dtype == torch.float32

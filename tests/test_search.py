@@ -1,4 +1,13 @@
-"""`nas-cntk search` end to end: real CIFAR-10, a real SQLite Optuna storage, a real MLflow store and server."""
+"""`nas-cntk search` end to end: real CIFAR-10, SQLite Optuna and MLflow stores, an MLflow server.
+
+Every trial has its nested MLflow run (params, metrics, tags, the architecture artifact) and trial
+and run point at each other; `nas-cntk ui` serves them over MLflow's REST API; leaderboard and
+export read the study, and the exported file runs without nas_cntk; a search killed with kill -9
+mid-trial resumes, fails the dead trial by its stale heartbeat and reruns it with the same choices;
+two workers share one study, no trial lost or doubled; a repeated architecture comes from the cache;
+invalid combinations are pruned with their reason; resuming with other data settings, an unreachable
+tracking server, a bad space file and grid on a continuous space are one error line.
+"""
 from __future__ import annotations
 
 import datetime
@@ -16,12 +25,12 @@ import optuna
 import pandas as pd
 import pytest
 import sqlalchemy
+from commands import nas_cntk_command, one_error_line
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 import nas_cntk
-from commands import nas_cntk_command, one_error_line
 
 TINY = ["--train-size", "20", "--val-size", "10", "--resolution", "8", "--device", "cpu"]
 SMALL_SPACE = """

@@ -1,4 +1,12 @@
-"""Search-space files: loading, validation errors, the networks they describe, and the score cache."""
+"""Search-space files: loading, validation errors, the networks they describe, and the score cache.
+
+Built-in spaces load by name; staged choices build the described network; the grid sampler
+enumerates every combination once; pooling below one pixel is an invalid candidate; malformed files
+name the file and key. The NAS-Bench-201 cell space suggests exactly the benchmark's network for a
+genotype through a real SQLite Optuna study, named by that genotype; its ops and cells per stage
+come from the file; `fidelity:` data defaults yield to options and stay out of the digest,
+cells_per_stage does not. The cache round-trips a score and keeps data settings apart.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -11,13 +19,13 @@ import yaml
 from optuna.trial import FixedTrial
 
 import nas_cntk
-from nas_cntk import nasbench201
-from nas_cntk.cache import ScoreCache
 from nas_cntk.data import DataSettings
-from nas_cntk.score import RegressionResult, Score
-from nas_cntk.search import make_sampler
-from nas_cntk.space import (CellSpace, InvalidCandidate, ListSpace, SpaceError, StagedSpace, check_candidate,
-                            load_space)
+from nas_cntk.description import nasbench201
+from nas_cntk.errors import InvalidCandidate, SpaceError
+from nas_cntk.scoring.regression import RegressionResult, Score
+from nas_cntk.search.cache import ScoreCache
+from nas_cntk.search.space import CellSpace, ListSpace, StagedSpace, check_candidate, load_space
+from nas_cntk.search.study import make_sampler
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 

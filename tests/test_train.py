@@ -1,4 +1,12 @@
-"""Training finite networks: the parameterisations, the fixed layers, augmentation, settings."""
+"""Training finite networks: the parameterisations, the fixed layers, augmentation, settings.
+
+One optimizer step in either parameterisation (ntk, standard) equals a plain gradient step on the
+effective weights of the same network written out by hand; zero-scale biases are left out; networks
+learn an easy task, a NAS-Bench-201 cell network with batch norm too; the `fix` variant's first conv
+and readout do not move; a diverging run says so; augmentation makes a crop or flipped crop of each
+image, reproducibly; both schedules rise then fall to zero; the label names every setting; bad
+settings name their option.
+"""
 from __future__ import annotations
 
 import math
@@ -8,12 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_cntk import architecture, nasbench201
 from nas_cntk.data import DataSplits
-from nas_cntk.errors import NasCntkError
-from nas_cntk.ops import Conv
-from nas_cntk.train import (TrainingDiverged, TrainSettings, _augment, learning_rate_factor, parameter_groups,
-                            train)
+from nas_cntk.description import architecture, nasbench201
+from nas_cntk.description.ops import Conv
+from nas_cntk.errors import NasCntkError, TrainingDiverged
+from nas_cntk.trained.training import TrainSettings, _augment, learning_rate_factor, parameter_groups, train
 
 CONV_NET = {"readout": "flatten", "bias_std": 0.3,
             "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"}, {"op": "conv", "kernel": 1}, {"op": "relu"}]}

@@ -1,4 +1,11 @@
-"""`nas-cntk train` and `nas-cntk correlate` end to end: real CIFAR-10, real Optuna and MLflow stores."""
+"""`nas-cntk train` and `nas-cntk correlate` end to end: real CIFAR-10, Optuna and MLflow stores.
+
+A trained result lands in its trial's MLflow run (found from the run's own tags) beside the kernel
+score, with its loss curve; training again skips finished networks, and other settings add a second
+label and keep the first; `correlate` prints the Spearman and Kendall scipy computes on the same
+pairs and logs them with the plot to the search run; `--trained-csv` takes accuracies keyed by hash
+or name; bad input is one error line.
+"""
 from __future__ import annotations
 
 import json
@@ -7,11 +14,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from commands import nas_cntk_command, one_error_line
 from mlflow import MlflowClient
 from scipy import stats
 
-from commands import nas_cntk_command, one_error_line
-from nas_cntk import trained
+from nas_cntk.trained import results as trained
 
 # Four small networks, each quick to score and to train at 4x4.
 CONV3, CONV1, RELU = {"op": "conv", "kernel": 3}, {"op": "conv", "kernel": 1}, {"op": "relu"}

@@ -1,10 +1,15 @@
-"""What only the Triton kernel has: launches split in parts, and its angle function as Triton code."""
+"""What only the Triton kernel has, in Triton's interpreter where there is no GPU.
+
+A batch split over several launches gives exactly the same kernels, and the angle function, run as
+Triton code, equals atan2 to 1e-6 over zeros, tiny and huge magnitudes and correlations from
+-1 to 1. Its checks against the plain path are shared with the CPU kernel in tests/test_fused.py.
+"""
 import torch
 import triton
 import triton.language as tl
-
-from nas_cntk import triton_kernel
 from test_fused import DEVICE, angle_grid, fused_kernel
+
+from nas_cntk.kernels.fused import cuda as triton_kernel
 
 
 def test_launches_in_parts_agree(monkeypatch):

@@ -8,10 +8,10 @@ NTK) of an n1 x n2 block of 3 x size x size images, n1 * n2 ~ --pairs, is comput
 --dtype. Inputs are standard normal (already "standardised"), or the first CIFAR-10 training
 images with --data (per-channel standardised, average-pooled to --size).
 
-Timing excludes compilation and takes the best of --repeats runs: with --batch-size 0 (default) the whole block is one jitted
-kernel_fn call, compiled ahead of time (lower().compile(), nothing run); with --batch-size b the
-block goes through nt.batch(kernel_fn, b) (n1, n2 rounded up to multiples of b), warmed up by one
-b x b call that compiles the per-batch function. Prints one line; with --json a JSON object with
+Timing excludes compilation and takes the best of --repeats runs: with --batch-size 0 (default) the
+whole block is one jitted kernel_fn call, compiled ahead of time (lower().compile(), nothing run);
+with --batch-size b the block goes through nt.batch(kernel_fn, b) (n1, n2 rounded up to multiples of b),
+warmed up by one b x b call that compiles the per-batch function. Prints one line; with --json a JSON object with
 readout, depth, pairs, seconds, pairs_per_second, jax_version, nt_version and the configuration.
 """
 from __future__ import annotations

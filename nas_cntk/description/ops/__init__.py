@@ -1,0 +1,16 @@
+"""The ops an architecture description may use, by name. Adding an op: one file here and one entry below.
+
+Each op holds its finite torch module and its exact kernel rules side by side (:mod:`.base`).
+"""
+from nas_cntk.description.ops.avg_pool import AvgPool
+from nas_cntk.description.ops.base import Cross, Fork, Kind, Op, PairContext
+from nas_cntk.description.ops.conv import Conv
+from nas_cntk.description.ops.identity import Identity
+from nas_cntk.description.ops.readout import Readout
+from nas_cntk.description.ops.relu import Relu
+from nas_cntk.description.ops.zero import Zero
+
+OPS: dict[str, type[Op]] = {op.name: op for op in (Conv, Relu, AvgPool)}
+
+__all__ = ["OPS", "AvgPool", "Conv", "Cross", "Fork", "Identity", "Kind", "Op", "PairContext", "Readout", "Relu",
+           "Zero"]

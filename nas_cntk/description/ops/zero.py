@@ -1,0 +1,38 @@
+"""Zero: the value of a cell node with no incoming edge (NAS-Bench-201's ``none`` everywhere into it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext
+
+
+class ZeroModule(nn.Module):
+    """``x * 0``: keeps the shape (and NaNs, as NAS-Bench-201's own zero op does)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0
+
+
+@dataclass(frozen=True)
+class Zero(Op):
+    name = "zero"
+    module_classes = (ZeroModule,)
+    independent = True
+
+    def module(self, channels: int, width: int) -> nn.Module:
+        return ZeroModule()
+
+    def module_code(self, channels: str, width: str) -> str:
+        return "ZeroModule()"
+
+    def moments(self, sigma, theta, ctx: PairContext):
+        return torch.zeros_like(sigma), None if theta is None else torch.zeros_like(theta)
+
+    def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
+        return None
+
+    def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
+        return torch.zeros_like(mean)

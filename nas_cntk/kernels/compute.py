@@ -1,0 +1,108 @@
+"""``kernel()``: the exact NNGP and NTK of an architecture between two sets of images.
+
+Image pairs go through the network in batches, each pair holding only the pixel pairs its readout
+needs. Chain networks in float32 take a fused kernel (:mod:`nas_cntk.kernels.fused`); everything
+else takes the plain path (:mod:`nas_cntk.kernels.propagate`), the reference every fused result is
+tested against. Either way this module only fills the matrices, with a progress bar.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from nas_cntk.description.architecture import Architecture, load
+from nas_cntk.errors import KernelError
+from nas_cntk.kernels import batching
+from nas_cntk.kernels.fused import backend, chain
+from nas_cntk.kernels.plan import Plan, plan
+from nas_cntk.kernels.propagate import image_statistics, propagate
+
+# Pair means: the readout's averages of the last NNGP and NTK pair tensors, for index batches (i, j).
+PairMeans = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Kernels(NamedTuple):
+    nngp: torch.Tensor  # (n1, n2)
+    ntk: torch.Tensor   # (n1, n2)
+
+
+def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch.Tensor,
+           x2: torch.Tensor | None = None, *, dtype: torch.dtype = torch.float32,
+           device: torch.device | str | None = None, memory_budget: int | None = None,
+           progress: bool | None = None, torch_compile: bool | None = None, fused: bool | None = None) -> Kernels:
+    """Exact NNGP and NTK of ``arch`` between images ``x1`` (n1, C, H, W) and ``x2`` (n2, C, H, W).
+
+    ``x2=None`` means ``x2 = x1``; the symmetric matrix is then computed once per unordered pair.
+    ``progress`` shows a bar with an ETA (default: for long runs).
+    Chain networks (convs and ReLUs, no pools or branches) in float32 run on a fused kernel that
+    keeps each pixel-pair slice on chip through every layer; ``fused=False`` forces the plain path.
+    On the plain path, work is tiled into batches of image pairs that fit ``memory_budget`` bytes
+    (default: from the device's free memory), and ``torch_compile`` fuses each batch's pass with
+    torch.compile, several times faster once compiled (default: when the work repays compiling).
+    """
+    arch = load(arch)
+    device = torch.device(device) if device is not None else x1.device
+    x1 = x1.to(device, dtype)
+    x2 = None if x2 is None else x2.to(device, dtype)
+    if x1.ndim != 4 or (x2 is not None and x2.shape[1:] != x1.shape[1:]):
+        raise KernelError(f"expected image batches (n, C, H, W) of one shape, got {tuple(x1.shape)} and "
+                          f"{None if x2 is None else tuple(x2.shape)}")
+    p = plan(arch, x1.shape[2], x1.shape[3])
+    n1, n2 = len(x1), len(x1) if x2 is None else len(x2)
+    total = n1 * (n1 + 1) // 2 if x2 is None else n1 * n2
+    net = chain(arch) if fused is not False and device.type in ("cpu", "cuda") and dtype == torch.float32 \
+        else None
+    if fused and net is None:
+        raise KernelError("fused=True needs a chain network (convs and ReLUs, no pools or branches), float32, "
+                          "on the CPU or a CUDA GPU")
+    if net is not None:
+        means = backend(device).Pairs(net, p.pair_grids[-1], x1, x2).means
+        # Sized so that a batch takes well under a second: the progress bar moves, and an interrupt
+        # loses little.
+        batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
+    else:
+        compiled = batching.should_compile(p, total) if torch_compile is None else torch_compile
+        means, batch = _plain_means(p, x1, x2, total, memory_budget or batching.default_memory_budget(device),
+                                    compiled)
+
+    progress = batching.work(p, total) > 1 << 32 if progress is None else progress
+    nngp = torch.empty(n1, n2, dtype=dtype, device=device)
+    ntk = torch.empty_like(nngp)
+    with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:
+        for i, j in batching.pair_batches(n1, None if x2 is None else n2, batch, device):
+            a, b = arch.readout.kernels(*means(i, j), trainable=not arch.fix_first_and_readout)
+            nngp[i, j], ntk[i, j] = a, b
+            if x2 is None:
+                nngp[j, i], ntk[j, i] = a, b
+            bar.update(len(i))
+    bad = (~torch.isfinite(nngp)).sum().item() + (~torch.isfinite(ntk)).sum().item()
+    if bad:
+        raise KernelError(f"the kernel has {bad} non-finite entries (NaN or Inf); check the input images "
+                          "and the weight/bias stds")
+    return Kernels(nngp, ntk)
+
+
+def _plain_means(p: Plan, x1: torch.Tensor, x2: torch.Tensor | None, total: int, budget: int,
+                 compiled: bool) -> tuple[PairMeans, int]:
+    """The plain path's pair means and batch size: image statistics first, then pairs in batches."""
+    itemsize = x1.element_size()
+    image_batch = batching.batch_size(p, p.image_grids, max(len(x1), len(x1 if x2 is None else x2)), budget,
+                                      itemsize, compiled)
+    stats1 = image_statistics(p, x1, image_batch)
+    stats2 = stats1 if x2 is None else image_statistics(p, x2, image_batch)
+    batch = batching.batch_size(p, p.pair_grids, total, budget, itemsize, compiled)
+    run = batching.propagate_compiled if compiled else propagate
+
+    def means(i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = len(i)
+        if count < batch:  # pad the last batch: one shape, one compiled graph
+            i, j = (torch.cat([t, t[-1:].expand(batch - count)]) for t in (i, j))
+        xb = x1[j] if x2 is None else x2[j]
+        sigma, theta = run(p, x1[i], xb, stats1.take(i), stats2.take(j), ntk=True)
+        return sigma[:count], theta[:count]
+
+    return means, batch

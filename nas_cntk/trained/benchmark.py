@@ -1,0 +1,267 @@
+"""Does the kernel proxy rank NAS-Bench-201's trained networks? Score a sample of the benchmark's table.
+
+A table of cell genotypes with their trained CIFAR-10 accuracy (columns ``arch``,
+``cifar10_test_acc_200ep``, ``n_seeds``) is sampled at random; each sampled cell's macro network
+(:func:`nas_cntk.description.nasbench201.description`) is scored by kernel regression, NTK and NNGP from one
+kernel pass, and each score's rank correlation with the trained accuracy is reported beside the
+published figures of other training-free proxies. Scores go to the per-score cache as they come,
+so an interrupted run resumes where it stopped, and a larger sample with the same seed extends a
+smaller one (the sample is a prefix of one seeded permutation of the table).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nas_cntk import checks
+from nas_cntk.data import DataSettings, DataSplits
+from nas_cntk.description import nasbench201
+from nas_cntk.description.architecture import Architecture, nasbench201_network
+from nas_cntk.errors import ArchitectureError, KernelError, NasCntkError
+from nas_cntk.kernels import plan
+from nas_cntk.scoring.regression import Score, score
+from nas_cntk.search import Stores, Tracker, load_space
+from nas_cntk.search.cache import ScoreCache
+from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
+from nas_cntk.trained.results import SCORES
+
+ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
+EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
+TRAINED_LABEL = "CIFAR-10 test accuracy after 200 epochs (%)"
+
+# Kendall tau / Spearman rho with CIFAR-10 test accuracy over the whole space (15,625 networks), as
+# published for other training-free proxies (sources in docs/benchmark.md); not measured here.
+PUBLISHED = (("parameter count", 0.58, 0.75), ("synflow", 0.56, 0.76), ("NASWOT", 0.57, 0.76),
+             ("jacov", 0.62, 0.80), ("ZiCo", 0.61, 0.80), ("TE-NAS", 0.54, 0.72), ("AZ-NAS", 0.71, 0.89),
+             ("VKDNW", 0.75, 0.92))
+SEED_AGREEMENT = ("two training seeds", 0.91, 0.99)  # trained vs trained: the ceiling of any proxy
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    table: Path
+    sample: int | None          # architectures drawn from the table; None: all of it
+    seed: int                   # of the sample and the bootstrap (the data's own seed is in `data`)
+    cells_per_stage: int        # the benchmark trains 5; fewer is a cheaper proxy
+    data: DataSettings
+    stores: Stores              # the score cache, the MLflow store and its local artifacts
+    out: Path | None = None     # the per-architecture CSV; default trials_dir/benchmark/LABEL.csv
+    data_dir: str | None = None
+    device: str | None = None
+
+    @classmethod
+    def with_space_defaults(cls, table: Path, stores: Stores, *, sample: int | None = None, seed: int = 0,
+                            cells_per_stage: int | None = None, train_size: int | None = None,
+                            val_size: int | None = None, resolution: int | None = None, zca: bool = False,
+                            out: Path | None = None, data_dir: str | None = None,
+                            device: str | None = None) -> BenchmarkSettings:
+        """Settings where what is not given comes from the nasbench201 space's fidelity, so that a search
+        of that space and the benchmark share their scores."""
+        space = load_space("nasbench201")
+        cells = checks.integer(space.cells_per_stage if cells_per_stage is None else cells_per_stage,
+                               "--cells-per-stage")
+        return cls(table, sample, seed, cells, space.data_settings(train_size, val_size, resolution, seed, zca),
+                   stores, out, data_dir, device)
+
+    @property
+    def label(self) -> str:
+        """Names the run and its CSV, e.g. ``nb201-n1-t200-v100-r8-s0-k200``."""
+        return f"nb201-n{self.cells_per_stage}-{self.data.label}-k{self.sample or 'all'}"
+
+    @property
+    def out_path(self) -> Path:
+        return self.out or self.stores.trials_dir / "benchmark" / f"{self.label}.csv"
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    settings: BenchmarkSettings
+    table_rows: int                         # rows of the whole table
+    scores: pd.DataFrame                    # one row per sampled architecture, in sample order
+    correlations: dict[str, Correlation]    # by score: cntk, nngp (results.SCORES)
+    computed: int                           # architectures scored now (the others came from the cache)
+    wall_seconds: float
+    run_id: str
+
+
+# ------------------------------------------------------------------------------------------------ table
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The benchmark table, checked row by row; an error names the file and the line."""
+    try:  # as text: a bad value is reported as written, not as pandas' NaN
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise NasCntkError(f"{path}: no such benchmark table (a CSV with columns {ARCH}, {TRAINED}, {SEEDS})") \
+            from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise NasCntkError(f"{path}: cannot read the benchmark table ({str(error).splitlines()[0]})") from None
+    missing = [c for c in (ARCH, TRAINED, SEEDS) if c not in table.columns]
+    if missing:
+        raise NasCntkError(f"{path}: no column {missing[0]!r} (columns there: {', '.join(map(str, table.columns))})")
+    if not len(table):
+        raise NasCntkError(f"{path}: the table has no rows")
+    accuracy, seeds = (pd.to_numeric(table[c], errors="coerce") for c in (TRAINED, SEEDS))
+    first_seen: dict[str, int] = {}
+    for i, text in enumerate(table[ARCH]):
+        line = f"{path}, line {i + 2}"  # the header is line 1
+        try:
+            nasbench201.parse_genotype(text, ARCH)
+        except ArchitectureError as error:
+            raise NasCntkError(f"{line}: {error}") from None
+        if not np.isfinite(accuracy[i]):
+            raise NasCntkError(f"{line}: {TRAINED}: expected a number, got {table[TRAINED][i]!r}")
+        if not (seeds[i] >= 1 and seeds[i] == int(seeds[i])):
+            raise NasCntkError(f"{line}: {SEEDS}: expected an integer >= 1, got {table[SEEDS][i]!r}")
+        if text in first_seen:
+            raise NasCntkError(f"{line}: {text} is listed again (first on line {first_seen[text] + 2})")
+        first_seen[text] = i
+    return pd.DataFrame({ARCH: table[ARCH], TRAINED: accuracy, SEEDS: seeds.astype(int)})
+
+
+def sample_table(table: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+    """``sample`` rows drawn without replacement: the first ones of a seeded permutation of the table."""
+    if sample is not None and not 3 <= sample <= len(table):
+        raise NasCntkError(f"--sample: expected 3 to {len(table)} architectures (the table's rows; rank "
+                           f"correlation needs at least 3), got {sample}")
+    order = np.random.default_rng(seed).permutation(len(table))
+    return table.iloc[order[:sample]].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
+    """Score the sampled architectures (cached ones are looked up), correlate, and log it all to MLflow."""
+    started = time.perf_counter()
+    table = read_table(settings.table)
+    sample = sample_table(table, settings.sample, settings.seed)
+    archs = [nasbench201_network(g, settings.cells_per_stage) for g in sample[ARCH]]
+    try:  # every sampled network shares the macro skeleton: one check covers the resolution
+        plan(archs[0], settings.data.resolution, settings.data.resolution)
+    except ArchitectureError as error:
+        raise NasCntkError(f"resolution {settings.data.resolution}: {error}") from None
+    checks.device(settings.device)
+    tracker = settings.stores.tracker(EXPERIMENT)  # fail fast
+    cache = ScoreCache(settings.stores.cache, settings.data)
+    scores: list[Score | None] = [cache.get(arch.hash) for arch in archs]
+    cached = [s is not None for s in scores]
+    splits = settings.data.load(settings.data_dir) if not all(cached) else None  # data errors end it before any score
+    run_id = _start_run(tracker, settings, len(sample))
+    with tracker.ending(run_id):
+        with tqdm(total=len(archs), initial=sum(cached), desc="architectures", unit="arch", smoothing=0,
+                  dynamic_ncols=True) as bar:
+            for i, arch in enumerate(archs):
+                if scores[i] is None:
+                    scores[i] = _score(arch, splits, settings.device)
+                    cache.put(scores[i])
+                    bar.update()
+                    tqdm.write(f"{i + 1:>5}/{len(archs)}  CNTK {scores[i].ntk.accuracy:.4f}  "
+                               f"NNGP {scores[i].nngp.accuracy:.4f}  trained {sample[TRAINED].iloc[i]:6.2f}  "
+                               f"{scores[i].seconds:6.1f} s  {arch.name}")
+                _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], cached[i])
+        frame = _score_table(sample, archs, scores, cached)
+        out = settings.out_path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        tracker.log_text(run_id, frame.to_csv(index=False), "scores.csv")
+        trained = frame.set_index(ARCH)[TRAINED]
+        try:
+            correlations = {name: correlate(frame.set_index(ARCH)[column], trained, seed=settings.seed)
+                            for name, column in SCORES.items()}
+        except NasCntkError as error:
+            raise NasCntkError(f"{error}; the scores are in {out}") from None
+        result = BenchmarkResult(settings, len(table), frame, correlations, cached.count(False),
+                                 time.perf_counter() - started, run_id)
+        _finish_run(tracker, result)
+    return result
+
+
+def _score(arch: Architecture, splits: DataSplits, device: str | None) -> Score:
+    try:
+        return score(arch, splits, device=device)
+    except KernelError as error:
+        raise KernelError(f"{arch.name}: {error}") from None
+
+
+def _score_table(sample: pd.DataFrame, archs: list[Architecture], scores: list[Score],
+                 cached: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS],
+        "cntk_val_accuracy": s.ntk.accuracy, "nngp_val_accuracy": s.nngp.accuracy,
+        "cntk_loo_accuracy": s.ntk.loo_accuracy, "nngp_loo_accuracy": s.nngp.loo_accuracy,
+        "kernel_seconds": s.seconds, "device": s.device, "cached": was_cached, "hash": arch.hash,
+        "connected": nasbench201.connected(nasbench201.parse_genotype(row[ARCH])),
+    } for (_, row), arch, s, was_cached in zip(sample.iterrows(), archs, scores, cached)])
+
+
+# ------------------------------------------------------------------------------------------------ MLflow
+
+def _start_run(tracker: Tracker, settings: BenchmarkSettings, sampled: int) -> str:
+    data = settings.data
+    params = {"table": settings.table, "sample": settings.sample or "all", "sampled": sampled,
+              "seed": settings.seed, "cells_per_stage": settings.cells_per_stage, "train_size": data.train_size,
+              "val_size": data.val_size, "resolution": data.resolution, "data_seed": data.seed, "zca": data.zca,
+              "device": settings.device or "auto"}
+    return tracker.start_run(settings.label, params=params, tags={"benchmark": "nb201", "table": str(settings.table)})
+
+
+def _log_architecture(tracker: Tracker, parent_run_id: str, row: pd.Series, arch: Architecture, result: Score,
+                      cached: bool) -> None:
+    """One nested run per architecture: its scores beside its trained accuracy, comparable in the MLflow UI."""
+    run_id = tracker.start_run(
+        arch.name, parent=parent_run_id, params={ARCH: arch.name, SEEDS: row[SEEDS]},
+        metrics={"cntk_val_accuracy": result.ntk.accuracy, "nngp_val_accuracy": result.nngp.accuracy,
+                 "cntk_loo_accuracy": result.ntk.loo_accuracy, "nngp_loo_accuracy": result.nngp.loo_accuracy,
+                 TRAINED: row[TRAINED], "kernel_seconds": result.seconds},
+        tags={"arch_hash": arch.hash, "cached": str(cached).lower(), "device": result.device})
+    tracker.end_run(run_id)
+
+
+def _finish_run(tracker: Tracker, result: BenchmarkResult) -> None:
+    metrics = {f"correlation.{name}.{key}": value for name, c in result.correlations.items()
+               for key, value in c.to_dict().items()}
+    seconds = result.scores["kernel_seconds"]
+    metrics |= {"kernel_seconds_mean": seconds.mean(), "kernel_seconds_total": seconds.sum(),
+                "computed": result.computed, "wall_seconds": result.wall_seconds}
+    tracker.log(result.run_id, metrics=metrics)
+    tracker.log_text(result.run_id, format_report(result), "report.txt")
+    frame = result.scores.set_index(ARCH)
+    for name, correlation in result.correlations.items():
+        figure = correlation_figure(frame[SCORES[name]], frame[TRAINED], correlation,
+                                    kernel_label=f"{name.upper()} validation accuracy", trained_label=TRAINED_LABEL)
+        tracker.log_figure(result.run_id, figure, f"correlation_{name}.png")
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def format_report(result: BenchmarkResult) -> str:
+    """The sample's rank correlations beside the published whole-space figures, and the kernel's cost."""
+    s, frame = result.settings, result.scores
+    seconds = frame["kernel_seconds"]
+    devices = ", ".join(sorted(frame["device"].unique()))
+    head = [f"NAS-Bench-201, CIFAR-10: {len(frame)} of the {result.table_rows} architectures in {s.table} "
+            f"(random sample, seed {s.seed}); {(~frame['connected']).sum()} with a disconnected cell",
+            f"kernel proxy: {s.cells_per_stage} cell(s) per stage, {s.data.train_size} training + "
+            f"{s.data.val_size} validation images, {s.data.resolution}x{s.data.resolution}, data seed "
+            f"{s.data.seed}{', ZCA' if s.data.zca else ''} (cache {s.data.label})",
+            f"kernel time: {seconds.mean():.2f} s per architecture on average, {seconds.sum():.0f} s in all "
+            f"({devices}); {result.computed} scored now, {len(frame) - result.computed} from the cache, "
+            f"{result.wall_seconds:.0f} s wall clock",
+            ""]
+    confidence = next(iter(result.correlations.values())).confidence
+    rows = [(f"this sample (n={len(frame)}, {confidence * 100:g}% bootstrap intervals)", "", "")]
+    rows += [(f"  {name.upper()} validation accuracy", str(c.kendall), str(c.spearman))
+             for name, c in result.correlations.items()]
+    rows += [("published, whole space (15,625 architectures; not measured here)", "", "")]
+    rows += [(f"  {name}", f"{tau:.2f}", f"{rho:.2f}") for name, tau, rho in (*PUBLISHED, SEED_AGREEMENT)]
+    width = max(len(r[0]) for r in rows)
+    columns = max(len(r[1]) for r in rows)
+    lines = [f"{'':<{width}}  {'Kendall tau':<{columns}}  Spearman rho"]
+    lines += [f"{a:<{width}}  {b:<{columns}}  {c}".rstrip() for a, b, c in rows]
+    tail = ["", *(f"{name.upper()}: precision@{c.top_k} {c.precision_at_k}; regret of its pick {c.regret:.2f} "
+                  f"points (picks {c.kernel_pick})" for name, c in result.correlations.items())]
+    return "\n".join(head + lines + tail)

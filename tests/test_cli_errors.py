@@ -1,0 +1,40 @@
+"""Bad input through the CLI: each case exits 2 with one ``nas-cntk: error:`` line that names the
+problem, before any data is read, and nothing a user can cause escapes as a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas_cntk import cli
+
+TABLE = Path(__file__).parent / "data" / "nb201_cifar10_dev.csv"
+EXAMPLE = str(Path(__file__).resolve().parents[1] / "search_spaces" / "examples" / "cntk_v_3.json")
+
+CASES = [
+    (["search", "--trials", "0"], "--trials: expected an integer >= 1, got 0"),
+    (["search", "--workers", "0"], "--workers: expected an integer >= 1, got 0"),
+    (["search", "--heartbeat", "-1"], "--heartbeat: expected an integer >= 1, got -1"),
+    (["search", "--device", "cuda:99"], "--device cuda:99: no such CUDA device here"),
+    (["search", "--space", "no-such-space"], "no-such-space: no such search-space file"),
+    (["score", "--arch", EXAMPLE, "--device", "gpu"], "--device gpu: not a device name"),
+    (["score", "--arch", "missing.json"], "missing.json"),
+    (["benchmark", "nb201", "--table", str(TABLE), "--cells-per-stage", "0"],
+     "--cells-per-stage: expected an integer >= 1, got 0"),
+    (["benchmark", "nb201", "--table", str(TABLE), "--device", "cuda:99"], "--device cuda:99"),
+    (["leaderboard"], "no study in"),
+    (["export", "--top", "0"], "--top: expected an integer >= 1, got 0"),
+    (["train", "--trials", "3,x"], "--trials '3,x': expected trial numbers separated by commas"),
+    (["train", "--top", "0"], "--top: expected an integer >= 1, got 0"),
+    (["train", "--width", "0"], "--width: expected an integer >= 1, got 0"),
+    (["correlate"], "no study in"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a[:3]) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    status = cli.main([*args, *([] if args[0] == "score" else ["--trials-dir", str(tmp_path)])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("nas-cntk: error: ") and message in err[0], err[0]
