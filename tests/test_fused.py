@@ -76,6 +76,25 @@ def test_equals_the_plain_engine(backend, seed):
     assert_close(ntk, want.ntk)
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "plain"])
+def test_moments_past_1e19_stay_finite_and_exact(backend):
+    """Each conv-ReLU layer of weight std 8 multiplies the variance by 32: after 13 layers the squares of
+    moments (v v' - Sigma^2, the unscaled ReLU rule) pass float32's largest number and turn into NaN."""
+    spec = {"weight_std": 8.0, "readout": "gap", "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"}] * 16}
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.randn(n, 3, 5, 5, generator=g) for n in (2, 2))
+    x2 = torch.cat([x2, x1[1:]])
+    want = nas_cntk.kernel(spec, x1.double(), x2.double(), dtype=torch.float64, torch_compile=False)
+    assert want.nngp.abs().max() > 1e22  # Sigma^2 > 1e44: float32 overflows on the unscaled rule
+    if backend == "plain":
+        got = nas_cntk.kernel(spec, x1, x2, fused=False, torch_compile=False)
+        nngp, ntk = got.nngp, got.ntk
+    else:
+        nngp, ntk = fused_kernel(backend, spec, x1, x2)
+    torch.testing.assert_close(nngp.double(), want.nngp, rtol=1e-4, atol=0)
+    torch.testing.assert_close(ntk.double(), want.ntk, rtol=1e-4, atol=0)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("readout", ["flatten", "gap"])
 def test_paper_network_and_identity_relus(backend, readout):

@@ -8,8 +8,8 @@ tested against. Either way this module only fills the matrices, with a progress 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -21,8 +21,12 @@ from nas_cntk.kernels.fused import backend, chain
 from nas_cntk.kernels.plan import Plan, plan
 from nas_cntk.kernels.propagate import image_statistics, propagate
 
-# Pair means: the readout's averages of the last NNGP and NTK pair tensors, for index batches (i, j).
-PairMeans = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+class Pairs(Protocol):
+    """What every path provides, plain or fused, CPU or CUDA: for a batch of pairs (x1[i], x2[j]),
+    the readout's averages of the last NNGP and NTK pair tensors (what ``Readout.kernels`` takes)."""
+
+    def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class Kernels(NamedTuple):
@@ -59,22 +63,23 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     if fused and net is None:
         raise KernelError("fused=True needs a chain network (convs and ReLUs, no pools or branches), float32, "
                           "on the CPU or a CUDA GPU")
+    pairs: Pairs
     if net is not None:
-        means = backend(device).Pairs(net, p.pair_grids[-1], x1, x2).means
+        pairs = backend(device).Pairs(net, p.pair_grids[-1], x1, x2)
         # Sized so that a batch takes well under a second: the progress bar moves, and an interrupt
         # loses little.
         batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
     else:
         compiled = batching.should_compile(p, total) if torch_compile is None else torch_compile
-        means, batch = _plain_means(p, x1, x2, total, memory_budget or batching.default_memory_budget(device),
-                                    compiled)
+        pairs = PlainPairs(p, x1, x2, total, memory_budget or batching.default_memory_budget(device), compiled)
+        batch = pairs.batch
 
     progress = batching.work(p, total) > 1 << 32 if progress is None else progress
     nngp = torch.empty(n1, n2, dtype=dtype, device=device)
     ntk = torch.empty_like(nngp)
     with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:
         for i, j in batching.pair_batches(n1, None if x2 is None else n2, batch, device):
-            a, b = arch.readout.kernels(*means(i, j), trainable=not arch.fix_first_and_readout)
+            a, b = arch.readout.kernels(*pairs.means(i, j), trainable=not arch.fix_first_and_readout)
             nngp[i, j], ntk[i, j] = a, b
             if x2 is None:
                 nngp[j, i], ntk[j, i] = a, b
@@ -86,23 +91,24 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     return Kernels(nngp, ntk)
 
 
-def _plain_means(p: Plan, x1: torch.Tensor, x2: torch.Tensor | None, total: int, budget: int,
-                 compiled: bool) -> tuple[PairMeans, int]:
-    """The plain path's pair means and batch size: image statistics first, then pairs in batches."""
-    itemsize = x1.element_size()
-    image_batch = batching.batch_size(p, p.image_grids, max(len(x1), len(x1 if x2 is None else x2)), budget,
-                                      itemsize, compiled)
-    stats1 = image_statistics(p, x1, image_batch)
-    stats2 = stats1 if x2 is None else image_statistics(p, x2, image_batch)
-    batch = batching.batch_size(p, p.pair_grids, total, budget, itemsize, compiled)
-    run = batching.propagate_compiled if compiled else propagate
+class PlainPairs:
+    """The plain path: each image's statistics first, then pairs in batches through :func:`propagate`."""
 
-    def means(i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self, p: Plan, x1: torch.Tensor, x2: torch.Tensor | None, total: int, budget: int,
+                 compiled: bool):
+        itemsize = x1.element_size()
+        image_batch = batching.batch_size(p, p.image_grids, max(len(x1), len(x1 if x2 is None else x2)), budget,
+                                          itemsize, compiled)
+        self.p, self.x1, self.x2 = p, x1, x2
+        self.stats1 = image_statistics(p, x1, image_batch)
+        self.stats2 = self.stats1 if x2 is None else image_statistics(p, x2, image_batch)
+        self.batch = batching.batch_size(p, p.pair_grids, total, budget, itemsize, compiled)
+        self.run = batching.propagate_compiled if compiled else propagate
+
+    def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         count = len(i)
-        if count < batch:  # pad the last batch: one shape, one compiled graph
-            i, j = (torch.cat([t, t[-1:].expand(batch - count)]) for t in (i, j))
-        xb = x1[j] if x2 is None else x2[j]
-        sigma, theta = run(p, x1[i], xb, stats1.take(i), stats2.take(j), ntk=True)
+        if count < self.batch:  # pad the last batch: one shape, one compiled graph
+            i, j = (torch.cat([t, t[-1:].expand(self.batch - count)]) for t in (i, j))
+        xb = self.x1[j] if self.x2 is None else self.x2[j]
+        sigma, theta = self.run(self.p, self.x1[i], xb, self.stats1.take(i), self.stats2.take(j), ntk=True)
         return sigma[:count], theta[:count]
-
-    return means, batch

@@ -1,4 +1,17 @@
-"""ReLU, with the arc-cosine kernel formulas."""
+"""ReLU, with the arc-cosine kernel formulas.
+
+The numerics every backend follows (this module, and the fused kernels in
+:mod:`nas_cntk.kernels.fused`, which mirror it and are tested against it): for an entry with moment
+Sigma between pre-activations of variances v and v', scale by m = max(v, v') first,
+
+    inv = 1 / m,   a, b, c = v inv, v' inv, Sigma inv,   sine = sqrt(max(a b - c^2, 0)),
+    angle = atan2(sine, c),   Sigma' = m (sine + (pi - angle) c) / 2 pi,   Theta' = Theta (pi - angle) / 2 pi,
+
+and Sigma' = 0, Theta' = Theta / 2 where m = 0. Scaling first keeps every square below 1, where
+``v v' - Sigma^2`` overflows float32 from moments of 1e19 (deep or skip-heavy networks reach them);
+and a pair of an image with itself (v = v' = Sigma, bit for bit) gets a b - c^2 = 0 exactly, so
+its angle is exactly 0. atan2 rather than arccos: arccos is ill-conditioned near +-1.
+"""
 from __future__ import annotations
 
 import math
@@ -39,16 +52,15 @@ class Relu(Op):
     def moments(self, sigma, theta, ctx: PairContext):
         if ctx.kind_in is Kind.NONNEGATIVE:  # relu of a non-negative value is the identity
             return sigma, theta
-        # theta = angle between the two pre-activations; sqrt(v v') sin(theta) computed directly
-        # and atan2 for the angle, as neural-tangents does (arccos is ill-conditioned near +-1).
-        # No squares of moments: they overflow float32 from 1e19, which a NAS-Bench-201 network
-        # of skip-only cells reaches (each cell multiplies the variance by up to 16).
-        norm = torch.sqrt(ctx.var_a)[:, None, None] * ctx.grid_in.partner(torch.sqrt(ctx.var_b))
-        correlation = torch.where(norm > 0, sigma / norm, 0.0)
-        sine = norm * torch.sqrt(torch.clamp((1 - correlation) * (1 + correlation), min=0))
-        angle = torch.atan2(sine, sigma)
-        sigma_out = (sine + (math.pi - angle) * sigma) / (2 * math.pi)
-        theta_out = None if theta is None else theta * ((math.pi - angle) / (2 * math.pi))
+        # The module docstring's numerics: scaled by m = max(v, v') before any square.
+        var_a, var_b = ctx.var_a[:, None, None], ctx.grid_in.partner(ctx.var_b)
+        scale = torch.maximum(var_a, var_b)
+        inverse = torch.where(scale > 0, 1 / scale, 0.0)
+        a, b, c = var_a * inverse, var_b * inverse, sigma * inverse
+        sine = torch.sqrt(torch.clamp(a * b - c * c, min=0))
+        rest = math.pi - torch.atan2(sine, c)
+        sigma_out = scale * (sine + rest * c) / (2 * math.pi)
+        theta_out = None if theta is None else theta * (rest / (2 * math.pi))
         return sigma_out, theta_out
 
     def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:

@@ -228,16 +228,20 @@ def _relu(moments, current, var1, slot, a, var2_twice, b, r, c, starts, record):
 
 @numba.njit(**_JIT)
 def _arc_cosine(moments, current, var1, slot, a, var2, b, r, c, starts):
-    """ReLU of each entry, with v = var1[slot, a] at its pixel and v' = var2[slot, b] at the partner's."""
+    """ReLU of each entry, with v = var1[slot, a] at its pixel and v' = var2[slot, b] at the partner's;
+    the numerics of :mod:`nas_cntk.description.ops.relu`."""
     height, width = var1.shape[2], var1.shape[3]
     w, c = U(width), U(c)
     for p in range(height):
         pr, start = p + r if p + r < height else p + r - height, starts[p]
         for q in range(w):
-            s = moments[current, 0, start + q]
-            sine = math.sqrt(max(var1[slot, a, p, q] * var2[slot, b, pr, c + q] - s * s, np.float32(0)))
+            v, v2, s = var1[slot, a, p, q], var2[slot, b, pr, c + q], moments[current, 0, start + q]
+            scale = max(v, v2)
+            inverse = np.float32(1) / scale if scale > 0 else np.float32(0)
+            v, v2, s = v * inverse, v2 * inverse, s * inverse
+            sine = math.sqrt(max(v * v2 - s * s, np.float32(0)))
             rest = _PI - _angle(sine, s)
-            moments[current, 0, start + q] = (sine + rest * s) * _INV_2PI
+            moments[current, 0, start + q] = scale * ((sine + rest * s) * _INV_2PI)
             moments[current, 1, start + q] = moments[current, 1, start + q] * (rest * _INV_2PI)
 
 

@@ -31,13 +31,14 @@ import triton
 import triton.language as tl
 
 from nas_cntk.description.grid import Grid
-from nas_cntk.kernels.fused.chain import Chain
+from nas_cntk.kernels.fused.chain import CONV, Chain
 
 _BLOCK = 2048         # entries per block: 2 slices of 32 x 32, 32 of 8 x 8
 _WARPS_PER_SM = 16    # two programs of 8 warps: what ~128 registers a thread allow (ptxas for sm_90)
 _MAX_ITEMS = 1 << 24  # items per launch: bounds the per-item sums (128 MiB) and keeps indices in int32
 _PI = tl.constexpr(math.pi)
 _INV_2PI = tl.constexpr(1 / (2 * math.pi))
+_CONV = tl.constexpr(CONV)  # the layer kinds of Chain.tables
 
 
 class Pairs:
@@ -99,7 +100,7 @@ def _launch(chain: Chain, grid: Grid, x1: torch.Tensor, x2: torch.Tensor, var1: 
         programs = min(triton.cdiv(items, slices), _programs(device, warps))
         scratch = torch.empty(programs, 4, slices * block_h * block_w, dtype=torch.float32, device=device)
         # No fused multiply-adds: the (x, x) pairs must repeat the variance pass bit for bit, and
-        # v * v' - Sigma^2 must be exactly 0 there.
+        # a b - c^2 (the ReLU's scaled moments) must be exactly 0 there.
         _chain_kernel[(programs,)](
             x1, x2, var1, var2, i[pairs], j[pairs], rows, cols, ints, floats,
             sums[0, start * shifts:], sums[1, start * shifts:], scratch,
@@ -198,7 +199,7 @@ def _chain_kernel(x1, x2, var1, var2, pair_a, pair_b, rows, cols, ints, floats, 
         for layer in range(n_layers):
             kind = tl.load(ints + 3 * layer)
             arg = tl.load(ints + 3 * layer + 1)
-            if kind == 0:  # conv, arg = k // 2
+            if kind == _CONV:  # arg = k // 2
                 sigma_box, theta_box = sigma, theta
                 if arg > 0:
                     sigma_box, theta_box = _box_axis(sigma_box, theta_box, buffers, here, row, below_row_seam,
@@ -216,9 +217,13 @@ def _chain_kernel(x1, x2, var1, var2, pair_a, pair_b, rows, cols, ints, floats, 
                 else:
                     va = tl.load(var1 + (arg * n1 + a) * pixels + pixel, mask=inside, other=0.0)
                     vb = tl.load(var2 + (arg * n2 + b) * pixels + partner, mask=inside, other=0.0)
-                sine = tl.sqrt(tl.maximum(va * vb - sigma * sigma, 0.0))
-                rest = _PI - _angle(sine, sigma)
-                sigma = (sine + rest * sigma) * _INV_2PI
+                # the numerics of nas_cntk.description.ops.relu: scaled before any square
+                scale = tl.maximum(va, vb)
+                inverse = tl.where(scale > 0, 1.0 / tl.where(scale > 0, scale, 1.0), 0.0)
+                va, vb, correlation = va * inverse, vb * inverse, sigma * inverse
+                sine = tl.sqrt(tl.maximum(va * vb - correlation * correlation, 0.0))
+                rest = _PI - _angle(sine, correlation)
+                sigma = scale * ((sine + rest * correlation) * _INV_2PI)
                 theta = theta * (rest * _INV_2PI)
 
         out = block * SLICES + tl.arange(0, SLICES)
