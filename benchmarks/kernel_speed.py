@@ -3,8 +3,12 @@
     python benchmarks/kernel_speed.py                                   # ours only (on the GPU if there is one)
     python benchmarks/kernel_speed.py --nt-python .venv-nt/bin/python   # with the peer, same run
     python benchmarks/kernel_speed.py --plain                           # and our plain torch path
+    python benchmarks/kernel_speed.py --graphs                          # cells and residual networks
 
 The paper's networks (depth x [conv3, relu], flatten or GAP readout), float32, NNGP and NTK both.
+With --graphs, instead: NAS-Bench-201 cell networks (1 and 5 cells per stage, 8x8 and 16x16) and
+the default space's residual and pooled networks (8x8), the fused graph kernel against the plain
+path uncompiled (what a search runs without torch.compile), both on the same CIFAR-10 images.
 "ours" is what `nas_cntk.kernel` picks (for these chain networks the fused kernel: Numba on the
 CPU, Triton on a CUDA GPU); "plain" is the torch path it is tested against, torch.compiled (one
 run). Our timings exclude the first call (compiling, seconds), the peer's its jit compile, and
@@ -78,10 +82,11 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def ours(spec: dict, pairs: int, device: str, fused: bool | None, repeats: int) -> float:
+def ours(spec, pairs: int, device: str, fused: bool | None, repeats: int, size: int = 32,
+         torch_compile: bool = True) -> float:
     side = max(1, int(math.sqrt(pairs)))
-    x = cifar_images(2 * side).to(device)
-    options = dict(progress=False, fused=fused, torch_compile=True)
+    x = torch.nn.functional.avg_pool2d(cifar_images(2 * side), 32 // size).to(device)
+    options = dict(progress=False, fused=fused, torch_compile=torch_compile)
     nas_cntk.kernel(spec, x[:side], x[side:], **options)  # warm-up: compiles for this shape
     seconds = math.inf
     for _ in range(repeats):
@@ -91,6 +96,67 @@ def ours(spec: dict, pairs: int, device: str, fused: bool | None, repeats: int) 
         synchronize(device)
         seconds = min(seconds, time.perf_counter() - start)
     return side * side / seconds
+
+
+def graph_networks() -> list[tuple[str, object, int, int]]:
+    """The networks of --graphs: (name, description, image size, pairs timed)."""
+    from nas_cntk.description import nasbench201_network
+
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    pools = "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
+    block = {"op": "residual", "body": [{"op": "conv", "kernel": 3}, {"op": "relu"}]}
+    pooled_residual = {"readout": "flatten", "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"}, block,
+                                                        {"op": "avg_pool", "window": 2}, block, block]}
+    residual_gap = {"readout": "gap", "layers": [{"op": "conv", "kernel": 3}, {"op": "relu"}, block, block, block]}
+    pooled = {"readout": "gap", "layers": [{"op": "conv", "kernel": 5}, {"op": "relu"}, {"op": "avg_pool", "window": 2},
+                                           {"op": "conv", "kernel": 3}, {"op": "relu"}] * 1 + [
+        {"op": "avg_pool", "window": 2}, {"op": "conv", "kernel": 3}, {"op": "relu"}]}
+    return [(f"nb201 cell, N=1, {size}x{size}", nasbench201_network(cell, 1), size, pairs)
+            for size, pairs in ((8, 3000), (16, 300))] + \
+        [(f"nb201 pools, N=1, {size}x{size}", nasbench201_network(pools, 1), size, pairs)
+         for size, pairs in ((8, 3000), (16, 300))] + \
+        [(f"nb201 cell, N=5, {size}x{size}", nasbench201_network(cell, 5), size, pairs)
+         for size, pairs in ((8, 600), (16, 60))] + \
+        [("default: pooled residual, flatten, 8x8", pooled_residual, 8, 20000),
+         ("default: residual, GAP, 8x8", residual_gap, 8, 3000), ("default: pooled, GAP, 8x8", pooled, 8, 3000)]
+
+
+def graph_flops_per_pair(arch, size: int) -> int:
+    """Arithmetic per pair of the fused graph kernel's program: a linear map 2 per matrix entry it
+    applies, a ReLU 26 per entry (as for chains) and 1 more for Theta, the input 2C, sums 1."""
+    from nas_cntk.kernels import plan
+    from nas_cntk.kernels.fused import graph
+
+    program = graph.lower(plan(arch, size, size), record=False)
+    (grid_table, _), (table, _, _) = program.grids, program.matrices
+    flops = 0
+    for row in program.code:
+        op, rows, cols = row[0], grid_table[row[6], 0], grid_table[row[6], 1]
+        if op == graph.LINEAR:
+            in_rows = grid_table[row[5], 0]
+            for matrix, other in ((row[4], in_rows), (row[3], cols)):  # B on each input row, then A per column
+                if matrix >= 0:
+                    flops += 2 * table[matrix, 0] * table[matrix, 1] * other
+            flops += 2 * rows * cols
+        elif op == graph.RELU:
+            flops += (26 + (row[3] >= 0)) * rows * cols
+        elif op == graph.INPUT:
+            flops += 6 * rows * cols
+        elif op in (graph.ADD, graph.SCALE, graph.OUTER, graph.READOUT):
+            flops += rows * cols
+    return int(flops)
+
+
+def graphs(device: str, peak: float, repeats: int) -> None:
+    print(f"{'network':<40} {'nodes':>5} {'fused pairs/s':>14} {'GFLOP/s':>9} {'% peak':>7} {'plain pairs/s':>14} "
+          f"{'fused/plain':>11}")
+    for name, arch, size, pairs in graph_networks():
+        arch = load(arch)
+        mine = ours(arch, pairs, device, None, repeats, size, torch_compile=False)
+        plain = ours(arch, max(1, pairs // 10), device, False, 1, size, torch_compile=False)
+        flops = mine * graph_flops_per_pair(arch, size)
+        print(f"{name:<40} {len(arch.nodes):>5} {mine:>14,.1f} {flops / 1e9:>9,.1f} {100 * flops / peak:>6.1f}% "
+              f"{plain:>14,.1f} {mine / plain:>11.1f}", flush=True)
 
 
 def peer(python: str, readout: str, depth: int, pairs: int, repeats: int) -> float | None:
@@ -115,6 +181,7 @@ def main() -> None:
     parser.add_argument("--nt-pairs-flatten", type=int, default=2_000)
     parser.add_argument("--nt-pairs-gap", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timed runs, each side")
+    parser.add_argument("--graphs", action="store_true", help="cells and residual networks instead (see above)")
     args = parser.parse_args()
 
     if args.device.startswith("cuda"):
@@ -122,8 +189,11 @@ def main() -> None:
     else:
         device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     peak = measured_peak(args.device)
-    print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; float32, 32x32 "
+    print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; float32, "
           f"CIFAR-10; measured float32 peak {peak / 1e9:,.0f} GFLOP/s")
+    if args.graphs:
+        graphs(args.device, peak, args.repeats)
+        return
     print(f"{'readout':<8} {'depth':>5} {'ours pairs/s':>14} {'GFLOP/s':>9} {'% peak':>7} {'plain pairs/s':>14} "
           f"{'nt pairs/s':>12} {'ours/nt':>8}")
     for readout in args.readouts.split(","):

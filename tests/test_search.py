@@ -52,7 +52,9 @@ layers: [3, 4]
 kernel: {choices: [3, 5], per: layer}
 readout: [gap]
 """
-SLOW = ["--train-size", "40", "--val-size", "20", "--resolution", "8", "--device", "cpu"]
+# Trials of a few seconds each: long enough for a second worker to start and take some, and for a
+# search to be killed while a trial runs.
+SLOW = ["--train-size", "40", "--val-size", "20", "--resolution", "16", "--device", "cpu"]
 
 
 def write_space(directory: Path, text: str) -> Path:

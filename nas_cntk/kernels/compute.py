@@ -42,11 +42,13 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
 
     ``x2=None`` means ``x2 = x1``; the symmetric matrix is then computed once per unordered pair.
     ``progress`` shows a bar with an ETA (default: for long runs).
-    Chain networks (convs and ReLUs, no pools or branches) in float32 run on a fused kernel that
-    keeps each pixel-pair slice on chip through every layer; ``fused=False`` forces the plain path.
-    On the plain path, work is tiled into batches of image pairs that fit ``memory_budget`` bytes
-    (default: from the device's free memory), and ``torch_compile`` fuses each batch's pass with
-    torch.compile, several times faster once compiled (default: when the work repays compiling).
+    In float32, chain networks (convs and ReLUs, no pools or branches) run on a fused chain kernel
+    that keeps each pixel-pair slice on chip through every layer, on the CPU or a CUDA GPU; on the
+    CPU every other network runs on the fused graph kernel, which keeps each pair's buffers in cache
+    through the whole graph (float64 too, with ``fused=True``). ``fused=False`` forces the plain
+    path, the reference. There, work is tiled into batches of image pairs that fit
+    ``memory_budget`` bytes (default: from the device's free memory), and ``torch_compile`` fuses
+    each batch's pass with torch.compile (default: when the work repays compiling).
     """
     arch = load(arch)
     device = torch.device(device) if device is not None else x1.device
@@ -60,15 +62,21 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     total = n1 * (n1 + 1) // 2 if x2 is None else n1 * n2
     net = chain(arch) if fused is not False and device.type in ("cpu", "cuda") and dtype == torch.float32 \
         else None
-    if fused and net is None:
-        raise KernelError("fused=True needs a chain network (convs and ReLUs, no pools or branches), float32, "
-                          "on the CPU or a CUDA GPU")
+    graph = net is None and device.type == "cpu" and (fused or (fused is None and dtype == torch.float32))
+    if fused and net is None and not graph:
+        raise KernelError("fused=True needs the CPU, or a chain network (convs and ReLUs, no pools or branches) "
+                          "in float32 on a CUDA GPU")
     pairs: Pairs
+    # Fused batches are sized so that one takes well under a second: the progress bar moves, and an
+    # interrupt loses little.
     if net is not None:
         pairs = backend(device).Pairs(net, p.pair_grids[-1], x1, x2)
-        # Sized so that a batch takes well under a second: the progress bar moves, and an interrupt
-        # loses little.
         batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
+    elif graph:
+        from nas_cntk.kernels.fused.graph_cpu import GraphPairs  # Numba's start-up, only where it is used
+
+        pairs = GraphPairs(p, x1, x2)
+        batch = max(1, min((1 << 26) // (p.pair_grids[-1].entries * len(arch.nodes)), total))
     else:
         compiled = batching.should_compile(p, total) if torch_compile is None else torch_compile
         pairs = PlainPairs(p, x1, x2, total, memory_budget or batching.default_memory_budget(device), compiled)

@@ -1,9 +1,14 @@
-"""Fused kernels for chain networks (convs and ReLUs, no pools or branches).
+"""Fused kernels: each runs a pair of images through the whole network while its buffers stay in
+fast memory, and writes out only the readout's sums.
 
-Each keeps one pixel-pair slice of a batch in fast memory through every layer and writes out only
-the readout's sums. Both read the network as a small layer table (:mod:`.chain`), so one compiled
-kernel serves every chain: :mod:`.cpu` (Numba) on the CPU, :mod:`.cuda` (Triton) on a CUDA GPU.
-Both equal the plain path (:mod:`nas_cntk.kernels.propagate`) to float32 rounding.
+- Chain networks (convs and ReLUs, no pools or branches): every (pair, shift) slice goes through
+  the network on its own, read from a small layer table (:mod:`.chain`): :mod:`.cpu` (Numba) on the
+  CPU, :mod:`.cuda` (Triton) on a CUDA GPU.
+- Any other network, on the CPU: :mod:`.graph` writes the plain path's walk of the graph out once
+  as a program of instructions on per-pair buffers, which :mod:`.graph_cpu` (Numba) interprets.
+
+All equal the plain path (:mod:`nas_cntk.kernels.propagate`) to float32 rounding, and are tested
+against it.
 
 May import: :mod:`nas_cntk.description`, :mod:`nas_cntk.errors`.
 """
@@ -17,8 +22,8 @@ from nas_cntk.kernels.fused.chain import Chain, chain
 
 
 def backend(device: torch.device) -> ModuleType:
-    """The fused kernel's module for the device, imported on first use: Numba and Triton cost start-up
-    time that commands without a kernel should not pay, and only CUDA runs need Triton."""
+    """The fused chain kernel's module for the device, imported on first use: Numba and Triton cost
+    start-up time that commands without a kernel should not pay, and only CUDA runs need Triton."""
     if device.type == "cuda":
         from nas_cntk.kernels.fused import cuda
         return cuda

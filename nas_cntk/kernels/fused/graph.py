@@ -1,0 +1,457 @@
+"""Any network as a program for a fused kernel: the plain path's walk of the graph, written out once.
+
+The plain path (:mod:`nas_cntk.kernels.propagate`) applies each op's rule to a batch of pair tensors,
+one torch op at a time. Here the same walk is done once per plan, symbolically, and every step
+becomes an instruction on per-pair buffers, so that a fused kernel runs a pair through the whole
+graph while its buffers stay in cache. Each op's rule is mirrored in :func:`_moments` and
+:func:`_cross`; tests hold every fused result to the plain path, so a rule that drifts fails there.
+
+Every linear map of the pixel pairs (a conv's box filter, both pools, a stride, a change of grid)
+is separable: one sparse matrix on the (shift, row) plane and one on the (shift, column) plane. A
+pair tensor of grid g is stored as a ``(len(g.rows) * H) x (len(g.cols) * W)`` matrix, entry
+``(r * H + i, c * W + j)`` pairing pixel (i, j) of x with ((i + rows[r]) % H, (j + cols[c]) % W) of x'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+from nas_cntk.description.grid import Grid
+from nas_cntk.description.ops import AvgPool, Conv, Identity, Kind, Relu, Zero
+from nas_cntk.kernels.plan import Plan
+
+# Instructions: one row of ``code`` each, (opcode, out, a, b, c, in grid, out grid) with unused
+# fields -1; a, b, c are slots unless said otherwise. Grids are indices into the grid table.
+INPUT = 0     # out = sum_ch x1[ch, p] x2[ch, p'] / C
+ZERO = 1      # out = 0
+LINEAR = 2    # out = alpha A a B^T + beta, with A = matrix b and B = matrix c (-1: the identity)
+GATHER = 3    # out[u, v] = a[rows[u], cols[v]], with rows = index map b and cols = index map c
+ADD = 4       # out = a + b
+SCALE = 5     # out = alpha a
+RELU = 6      # out (Sigma) and c (Theta, or -1) from a (Sigma) and b (Theta); variance slot: beta
+OUTER = 7     # out[u, v] = vector a of image 1 at p times vector b of image 2 at p' (vector offsets)
+VARIANCE = 8  # record mode: variance slot b of image 1 = the same-pixel entries of a
+READOUT = 9   # the pair's readout sums of Sigma (a) and Theta (b); alpha: 1 for GAP, 0 for flatten
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A pair tensor of the program: a virtual buffer and the grid it holds."""
+
+    slot: int
+    grid: Grid
+
+
+@dataclass
+class Cross:
+    """Cross moments of a fork f with a node n, as tensors (None: exactly zero); see ``ops.base.Cross``."""
+
+    sigma_fn: Tensor | None
+    sigma_nf: Tensor | None
+    theta_fn: Tensor | None = None
+    theta_nf: Tensor | None = None
+
+    def parts(self) -> tuple[Tensor | None, ...]:
+        return self.sigma_fn, self.sigma_nf, self.theta_fn, self.theta_nf
+
+
+@dataclass
+class Program:
+    """Instructions and their tables; slots are offsets into a per-pair arena of ``arena`` entries."""
+
+    code: np.ndarray           # (k, 7) int64
+    alpha: np.ndarray          # (k,) float64
+    beta: np.ndarray           # (k,) float64
+    offsets: np.ndarray        # slot -> arena offset
+    arena: int
+    matrices: tuple[np.ndarray, ...]   # (m, 4) rows, width, offset, banded; indices; weights (see _ell)
+    maps: tuple[np.ndarray, ...]       # index maps, concatenated: starts (m,), indices
+    grids: tuple[np.ndarray, ...]      # per grid: (rows, cols, H, W, map offsets); concatenated maps
+    vectors: list[tuple[str, int, int]]  # OUTER's per-image vectors: ("mean" | "relu_mean", node, offset)
+    vector_size: int
+    variance_nodes: list[int]  # variance slot -> node whose same-pixel Sigma a ReLU normalises by
+    variance_offsets: np.ndarray  # variance slot -> offset in an image's variances (its H x W follow)
+    variance_size: int
+
+
+@dataclass
+class _Builder:
+    plan: Plan
+    record: bool
+    code: list[tuple[int, ...]] = field(default_factory=list)
+    alpha: list[float] = field(default_factory=list)
+    beta: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    matrices: dict[object, int] = field(default_factory=dict)
+    matrix_parts: list[tuple[int, bool, np.ndarray, np.ndarray]] = field(default_factory=list)
+    maps: dict[object, int] = field(default_factory=dict)
+    map_parts: list[np.ndarray] = field(default_factory=list)
+    grid_ids: dict[Grid, int] = field(default_factory=dict)
+    vectors: dict[tuple[str, int], int] = field(default_factory=dict)
+    vector_sizes: list[int] = field(default_factory=list)
+
+    # --- tables -------------------------------------------------------------------------------
+    def grid(self, g: Grid) -> int:
+        return self.grid_ids.setdefault(g, len(self.grid_ids))
+
+    def matrix(self, key: object, build) -> int:
+        if key not in self.matrices:
+            self.matrices[key] = len(self.matrix_parts)
+            self.matrix_parts.append(build())
+        return self.matrices[key]
+
+    def index_map(self, key: object, build) -> int:
+        if key not in self.maps:
+            self.maps[key] = len(self.map_parts)
+            self.map_parts.append(np.asarray(build(), np.int64))
+        return self.maps[key]
+
+    def vector(self, kind: str, node: int, size: int) -> int:
+        """The offset of a per-image vector (H x W values) among all the vectors an image has."""
+        if (kind, node) not in self.vectors:
+            self.vectors[kind, node] = sum(self.vector_sizes)
+            self.vector_sizes.append(size)
+        return self.vectors[kind, node]
+
+    # --- instructions -------------------------------------------------------------------------
+    def slot(self, grid: Grid) -> int:
+        self.sizes.append(_size(grid))
+        return len(self.sizes) - 1
+
+    def emit(self, op: int, out: int, a: int = -1, b: int = -1, c: int = -1, *, grid_in: Grid | None = None,
+             grid_out: Grid | None = None, alpha: float = 1.0, beta: float = 0.0) -> None:
+        grids = (-1 if g is None else self.grid(g) for g in (grid_in, grid_out))
+        self.code.append((op, out, a, b, c, *grids))
+        self.alpha.append(alpha)
+        self.beta.append(beta)
+
+    def tensor(self, op: int, grid: Grid, a: int = -1, b: int = -1, c: int = -1, *, grid_in: Grid | None = None,
+               alpha: float = 1.0, beta: float = 0.0) -> Tensor:
+        out = Tensor(self.slot(grid), grid)
+        self.emit(op, out.slot, a, b, c, grid_in=grid_in or grid, grid_out=grid, alpha=alpha, beta=beta)
+        return out
+
+    def restrict(self, t: Tensor | None, to: Grid) -> Tensor | None:
+        if t is None or t.grid == to:
+            return t
+        g = t.grid
+        rows = self.index_map(("restrict", g.rows, to.rows, g.height), lambda: [
+            g.rows.index(s) * g.height + i for s in to.rows for i in range(g.height)])
+        cols = self.index_map(("restrict", g.cols, to.cols, g.width), lambda: [
+            g.cols.index(s) * g.width + j for s in to.cols for j in range(g.width)])
+        return self.tensor(GATHER, to, t.slot, rows, cols, grid_in=g)
+
+    def add(self, a: Tensor | None, b: Tensor | None) -> Tensor | None:
+        if a is None or b is None:
+            return a if b is None else b
+        return self.tensor(ADD, a.grid, a.slot, b.slot)
+
+    def scale(self, t: Tensor | None, factor: float) -> Tensor | None:
+        return None if t is None else self.tensor(SCALE, t.grid, t.slot, alpha=factor)
+
+    def linear(self, t: Tensor, out: Grid, rows: int, cols: int, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
+        return self.tensor(LINEAR, out, t.slot, rows, cols, grid_in=t.grid, alpha=alpha, beta=beta)
+
+    def zeros(self, grid: Grid) -> Tensor:
+        return self.tensor(ZERO, grid)
+
+
+def _size(g: Grid) -> int:
+    return len(g.rows) * g.height * len(g.cols) * g.width
+
+
+# ------------------------------------------------------------------------------------------------ lowering
+
+def lower(p: Plan, record: bool) -> Program:
+    """The program of ``p``: for the pairs (x, x) on the image grids recording each image's variances
+    (``record``), else for any pairs on the pair grids, ending in the readout's sums."""
+    b = _Builder(p, record)
+    grids, cross_grids = (p.image_grids, p.image_cross_grids) if record else (p.pair_grids, p.pair_cross_grids)
+    nodes, ntk = p.arch.nodes, not record
+    variance_slots = {n: k for k, n in enumerate(sorted(p.variance_nodes))}
+    values: dict[int, tuple[Tensor, Tensor | None]] = {}
+    crosses: dict[tuple[int, int], Cross | None] = {}
+    untrained_conv = p.arch.first_conv if p.arch.fix_first_and_readout else None
+
+    def moments(i: int, grid: Grid) -> tuple[Tensor, Tensor | None]:
+        sigma, theta = values[i]
+        return b.restrict(sigma, grid), b.restrict(theta, grid)
+
+    def cross_with(f: int, i: int, grid: Grid) -> Cross | None:
+        if i == f:
+            sigma, theta = moments(f, grid)
+            return Cross(sigma, sigma, theta, theta)
+        c = crosses.get((f, i)) if f < i else crosses.get((i, f))
+        if c is None:
+            return None
+        c = Cross(*(b.restrict(t, grid) for t in c.parts()))
+        return c if f < i else Cross(c.sigma_nf, c.sigma_fn, c.theta_nf, c.theta_fn)
+
+    for n, node in enumerate(nodes):
+        grid = grids[n]
+        if node.op is None:
+            sigma = b.tensor(INPUT, grid)
+            values[n] = sigma, b.zeros(grid) if ntk else None
+            continue
+        first = node.inputs[0]
+        grid_in = node.op.input_grid(grid, *p.sizes[first])
+        sigma, theta = moments(first, grid_in)
+        if len(node.inputs) > 1:  # a sum, with both crosses of every pair of its inputs
+            for i in node.inputs[1:]:
+                sigma_i, theta_i = moments(i, grid_in)
+                sigma, theta = b.add(sigma, sigma_i), b.add(theta, theta_i) if ntk else None
+            for x, y in combinations(node.inputs, 2):
+                c = cross_with(x, y, grid_in) or Cross(None, None)
+                sigma = b.add(b.add(sigma, c.sigma_fn), c.sigma_nf)
+                if ntk:
+                    theta = b.add(b.add(theta, c.theta_fn), c.theta_nf)
+        kind_in = sum((p.kinds[i] for i in node.inputs[1:]), start=p.kinds[first])
+        trainable = n != untrained_conv
+        for f in (a for a, c in p.crossed if c == n and (a, c) in cross_grids):
+            out = cross_grids[f, n]
+            cross_in = node.op.input_grid(out, *p.sizes[first])
+            carried = None
+            for i in node.inputs:
+                c = cross_with(f, i, cross_in)
+                carried = c if carried is None else _add_cross(b, carried, c)
+            crosses[f, n] = _cross(b, node.op, carried, cross_in, out, kind_in, f, first, p.kinds[f])
+        values[n] = _moments(b, node.op, sigma, theta, grid_in, grid, kind_in, trainable,
+                             variance_slots.get(first, -1))
+        if record and n in variance_slots:
+            b.emit(VARIANCE, -1, values[n][0].slot, variance_slots[n], grid_in=grid, grid_out=grid)
+    if not record:
+        sigma, theta = values[len(nodes) - 1]
+        b.emit(READOUT, -1, sigma.slot, theta.slot, grid_in=grids[-1], grid_out=grids[-1],
+               alpha=float(p.arch.readout.kind == "gap"))
+    return _assemble(b, sorted(variance_slots, key=variance_slots.get))
+
+
+def _add_cross(b: _Builder, x: Cross, y: Cross | None) -> Cross:
+    if y is None:
+        return x
+    return Cross(*(b.add(s, t) for s, t in zip(x.parts(), y.parts())))
+
+
+def _moments(b: _Builder, op, sigma: Tensor, theta: Tensor | None, grid_in: Grid, grid_out: Grid, kind_in: Kind,
+             trainable: bool, variance: int) -> tuple[Tensor, Tensor | None]:
+    """Mirrors each op's ``moments``."""
+    if isinstance(op, Conv):
+        scale, rows, cols = op.weight_std**2 / op.kernel**2, *_box_matrices(b, grid_in, op.kernel)
+        sigma_out = _strided(b, b.linear(sigma, grid_in, rows, cols, scale, op.bias_std**2), op.stride, grid_out)
+        if theta is None:
+            return sigma_out, None
+        if not trainable:
+            return sigma_out, b.zeros(grid_out)
+        theta_out = _strided(b, b.linear(theta, grid_in, rows, cols, scale), op.stride, grid_out)
+        return sigma_out, b.add(theta_out, sigma_out)
+    if isinstance(op, Relu):
+        if kind_in is Kind.NONNEGATIVE:
+            return sigma, theta
+        sigma_out = Tensor(b.slot(grid_in), grid_in)
+        theta_out = None if theta is None else Tensor(b.slot(grid_in), grid_in)
+        b.emit(RELU, sigma_out.slot, sigma.slot, -1 if theta is None else theta.slot,
+               -1 if theta_out is None else theta_out.slot, grid_in=grid_in, grid_out=grid_in, beta=variance)
+        return sigma_out, theta_out
+    if isinstance(op, AvgPool):
+        rows, cols = _pool_matrices(b, op, grid_in, grid_out, True, True)
+        return (b.linear(sigma, grid_out, rows, cols),
+                None if theta is None else b.linear(theta, grid_out, rows, cols))
+    if isinstance(op, Identity):
+        return sigma, theta
+    if isinstance(op, Zero):
+        return b.zeros(grid_out), None if theta is None else b.zeros(grid_out)
+    raise NotImplementedError(f"no fused rule for {type(op).__name__}")
+
+
+def _cross(b: _Builder, op, cross: Cross | None, grid_in: Grid, grid_out: Grid, kind_in: Kind, fork: int,
+           first: int, fork_kind: Kind) -> Cross | None:
+    """Mirrors each op's ``cross``."""
+    if isinstance(op, (Conv, Zero)):
+        return None
+    if isinstance(op, Identity) or (isinstance(op, Relu) and kind_in is Kind.NONNEGATIVE):
+        return cross
+    if isinstance(op, Relu):
+        if fork_kind is Kind.GAUSSIAN:
+            return None if cross is None else Cross(*(b.scale(t, 0.5) for t in cross.parts()))
+        size = grid_in.height * grid_in.width
+        mean, relu_mean = b.vector("mean", fork, size), b.vector("relu_mean", first, size)
+        return Cross(b.tensor(OUTER, grid_in, mean, relu_mean), b.tensor(OUTER, grid_in, relu_mean, mean))
+    if isinstance(op, AvgPool):
+        if cross is None:
+            return None
+        second = _pool_matrices(b, op, grid_in, grid_out, False, True)  # pools the second image
+        first_side = _pool_matrices(b, op, grid_in, grid_out, True, False)
+        sides = (second, first_side, second, first_side)
+        return Cross(*(None if t is None else b.linear(t, grid_out, *side) for t, side in zip(cross.parts(), sides)))
+    raise NotImplementedError(f"no fused cross rule for {type(op).__name__}")
+
+
+def _strided(b: _Builder, t: Tensor, stride: int, out: Grid) -> Tensor:
+    if stride == 1:
+        return t
+    g = t.grid
+    rows = b.index_map(("stride", g.rows, out.rows, g.height, stride), lambda: [
+        g.rows.index(stride * s % g.height) * g.height + stride * i for s in out.rows for i in range(out.height)])
+    cols = b.index_map(("stride", g.cols, out.cols, g.width, stride), lambda: [
+        g.cols.index(stride * s % g.width) * g.width + stride * j for s in out.cols for j in range(out.width)])
+    return b.tensor(GATHER, out, t.slot, rows, cols, grid_in=g)
+
+
+# ------------------------------------------------------------------------------------------------ matrices
+
+def _box_matrices(b: _Builder, g: Grid, kernel: int) -> tuple[int, int]:
+    """A conv's box filter per axis: ``sum_a t[p + a, p' + a]``, zero where either pixel leaves the image
+    (the seam of a cyclic shift: see :meth:`Grid.box_filter`)."""
+    def axis(shifts: tuple[int, ...], size: int) -> int:
+        def build():
+            rows, cols, values = [], [], []
+            for k, s in enumerate(shifts):
+                seam = size - s
+                for i in range(size):
+                    for a in range(-(kernel // 2), kernel // 2 + 1):
+                        if 0 <= i + a < size and (i + a < seam) == (i < seam):
+                            rows.append(k * size + i)
+                            cols.append(k * size + i + a)
+                            values.append(1.0)
+            return _ell(len(shifts) * size, rows, cols, values)
+        return b.matrix(("box", shifts, size, kernel), build)
+
+    if kernel == 1:
+        return -1, -1
+    return axis(g.rows, g.height), axis(g.cols, g.width)
+
+
+def _pool_matrices(b: _Builder, op: AvgPool, g: Grid, out: Grid, first: bool, second: bool) -> tuple[int, int]:
+    """A pool per axis, applied to the first image, the second or both (see :class:`Grid`'s pools)."""
+    def axis(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, size_out: int) -> int:
+        def build():
+            rows, cols, values = [], [], []
+            if op.same_size:
+                radius = op.window // 2
+                offsets = range(-radius, radius + 1)
+                count = [sum(0 <= i + a < size for a in offsets) for i in range(size)]
+                for k, s in enumerate(shifts_out):
+                    for i in range(size):
+                        j = (i + s) % size
+                        for a in offsets if first else (0,):
+                            for c in offsets if second else (0,):
+                                if 0 <= i + a < size and 0 <= j + c < size:
+                                    rows.append(k * size + i)
+                                    cols.append(shifts_in.index((s + c - a) % size) * size + i + a)
+                                    values.append((1 / count[i] if first else 1) * (1 / count[j] if second else 1))
+            else:
+                w = op.window
+                for k, s in enumerate(shifts_out):
+                    for i in range(size_out):
+                        for a in range(w):
+                            for c in range(w):
+                                rows.append(k * size_out + i)
+                                cols.append(shifts_in.index((w * s + c - a) % size) * size + w * i + a)
+                                values.append(1 / w**2)
+            return _ell(len(shifts_out) * size_out, rows, cols, values)
+        return b.matrix(("pool", op, first, second, shifts_in, shifts_out, size), build)
+
+    return axis(g.rows, out.rows, g.height, out.height), axis(g.cols, out.cols, g.width, out.width)
+
+
+def _ell(n_rows: int, rows: list[int], cols: list[int], values: list[float]) -> tuple[int, bool, np.ndarray,
+                                                                                    np.ndarray]:
+    """The matrix as ``width`` entries a row, stored entry-major ((width, n_rows): the e-th entry of
+    every row together, so that a kernel's inner loop runs over rows), zero-padded; returns (width,
+    banded, indices, weights).
+
+    Where it has few diagonals (a conv's box filter) it is stored by diagonal instead (``banded``):
+    entry k of row r then lies in column r + indices[k, r], so a kernel reads contiguous runs, not
+    scattered entries. Either way each row's terms come in column order, so that any grid sums the
+    terms of an entry in the same order (the pairs (x, x) then repeat the variance pass bit for bit)."""
+    per_row: list[list[tuple[int, float]]] = [[] for _ in range(n_rows)]
+    for r, c, v in zip(rows, cols, values):
+        per_row[r].append((c, v))
+    width = max(1, max(map(len, per_row)))
+    diagonals = sorted({c - r for r, c in zip(rows, cols)})
+    if len(diagonals) <= 3 * width:  # contiguous runs beat scattered reads even at a few times the work
+        indices = np.repeat(np.asarray(diagonals, np.int64)[:, None], n_rows, axis=1)
+        weights = np.zeros((len(diagonals), n_rows), np.float64)
+        for r, entries in enumerate(per_row):
+            for c, v in entries:
+                weights[diagonals.index(c - r), r] = v
+        return len(diagonals), True, indices.ravel(), weights.ravel()
+    indices, weights = np.zeros((width, n_rows), np.int64), np.zeros((width, n_rows), np.float64)
+    for r, entries in enumerate(per_row):
+        for e, (c, v) in enumerate(sorted(entries)):
+            indices[e, r], weights[e, r] = c, v
+    return width, False, indices.ravel(), weights.ravel()
+
+
+# ------------------------------------------------------------------------------------------------ assembly
+
+def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
+    code = np.asarray(b.code, np.int64).reshape(-1, 7)
+    offsets, arena = _allocate(code, b.sizes)
+    table, indices, values = [], [], []
+    offset = 0
+    for width, banded, columns, weights in b.matrix_parts:
+        table.append((len(columns) // width, width, offset, banded))
+        indices.append(columns)
+        values.append(weights)
+        offset += len(columns)
+    matrices = (np.asarray(table, np.int64).reshape(-1, 4), *_cat(indices, np.int64), *_cat(values, np.float64))
+    map_starts = np.cumsum([0, *map(len, b.map_parts)])[:-1].astype(np.int64)
+    maps = (map_starts, *_cat(b.map_parts, np.int64))
+    grid_table, grid_maps = [], []
+    offset = 0
+    for g in sorted(b.grid_ids, key=b.grid_ids.get):  # per grid: the row and column pixel / partner maps
+        rows, cols = len(g.rows) * g.height, len(g.cols) * g.width
+        row_pixel = [i for _ in g.rows for i in range(g.height)]
+        row_partner = [(i + s) % g.height for s in g.rows for i in range(g.height)]
+        col_pixel = [j for _ in g.cols for j in range(g.width)]
+        col_partner = [(j + s) % g.width for s in g.cols for j in range(g.width)]
+        diagonal = (g.rows.index(0) if 0 in g.rows else -1, g.cols.index(0) if 0 in g.cols else -1)
+        grid_table.append((rows, cols, g.height, g.width, offset, *diagonal))
+        grid_maps += [row_pixel, row_partner, col_pixel, col_partner]
+        offset += 2 * rows + 2 * cols
+    grids = (np.asarray(grid_table, np.int64).reshape(-1, 7), np.asarray([v for m in grid_maps for v in m], np.int64))
+    vectors = [(kind, node, offset) for (kind, node), offset in b.vectors.items()]
+    variance_sizes = [b.plan.sizes[n][0] * b.plan.sizes[n][1] for n in variance_nodes]
+    variance_offsets = np.cumsum([0, *variance_sizes]).astype(np.int64)
+    return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, maps, grids, vectors,
+                   sum(b.vector_sizes), variance_nodes, variance_offsets[:-1], int(variance_offsets[-1]))
+
+
+def _cat(parts: list[np.ndarray], dtype) -> tuple[np.ndarray]:
+    return (np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype),)
+
+
+def _allocate(code: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
+    """Arena offsets for the virtual slots: a slot's memory is reused once no later instruction reads it."""
+    last_read = np.full(len(sizes), -1)
+    for k, row in enumerate(code):
+        op = row[0]
+        reads = {INPUT: (), ZERO: (), LINEAR: (2,), GATHER: (2,), ADD: (2, 3), SCALE: (2,), RELU: (2, 3),
+                 OUTER: (), VARIANCE: (2,), READOUT: (2, 3)}[op]
+        for field_index in reads:
+            if row[field_index] >= 0:
+                last_read[row[field_index]] = k
+    offsets = np.zeros(len(sizes), np.int64)
+    free: dict[int, list[int]] = {}
+    arena = 0
+    releases: dict[int, list[int]] = {}
+    for slot, k in enumerate(last_read):
+        releases.setdefault(int(k), []).append(slot)
+    for k, row in enumerate(code):
+        written = [row[1]] + ([row[4]] if row[0] == RELU and row[4] >= 0 else [])
+        for slot in written:
+            if slot < 0:
+                continue
+            pool = free.get(sizes[slot])
+            if pool:
+                offsets[slot] = pool.pop()
+            else:
+                offsets[slot] = arena
+                arena += sizes[slot]
+        for slot in releases.get(k, []):  # read for the last time here: free after this instruction
+            free.setdefault(sizes[slot], []).append(offsets[slot])
+    return offsets, max(arena, 1)
+
