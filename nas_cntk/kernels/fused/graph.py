@@ -67,6 +67,7 @@ class Program:
     offsets: np.ndarray        # slot -> arena offset
     arena: int
     matrices: tuple[np.ndarray, ...]   # (m, 4) rows, width, offset, banded; indices; weights (see _ell)
+    tiles: tuple[np.ndarray, np.ndarray]  # per instruction the offsets of A's and B's tiled weights, or -1; weights
     maps: tuple[np.ndarray, ...]       # index maps, concatenated: starts (m,), indices
     grids: tuple[np.ndarray, ...]      # per grid: (rows, cols, H, W, map offsets); concatenated maps
     vectors: list[tuple[str, int, int]]  # OUTER's per-image vectors: ("mean" | "relu_mean", node, offset)
@@ -398,6 +399,7 @@ def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
         values.append(weights)
         offset += len(columns)
     matrices = (np.asarray(table, np.int64).reshape(-1, 4), *_cat(indices, np.int64), *_cat(values, np.float64))
+    tiles = _tiles(code, b, matrices)
     map_starts = np.cumsum([0, *map(len, b.map_parts)])[:-1].astype(np.int64)
     maps = (map_starts, *_cat(b.map_parts, np.int64))
     grid_table, grid_maps = [], []
@@ -416,8 +418,38 @@ def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
     vectors = [(kind, node, offset) for (kind, node), offset in b.vectors.items()]
     variance_sizes = [b.plan.sizes[n][0] * b.plan.sizes[n][1] for n in variance_nodes]
     variance_offsets = np.cumsum([0, *variance_sizes]).astype(np.int64)
-    return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, maps, grids, vectors,
+    return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, tiles, maps, grids, vectors,
                    sum(b.vector_sizes), variance_nodes, variance_offsets[:-1], int(variance_offsets[-1]))
+
+
+def _tiles(code: np.ndarray, b: _Builder, matrices: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A linear map's banded matrices tiled over the whole pair tensor, where the map keeps its shape:
+    diagonal d of B then reads entry t + d of the tensor, diagonal d of A entry t + d * columns, so a
+    kernel runs each diagonal as one loop over all the entries (weights 0 where a row ends)."""
+    table, _, weights = matrices
+    grids = {index: g for g, index in b.grid_ids.items()}
+    at = np.full((len(code), 2), -1, np.int64)
+    made: dict[tuple[int, int, int], int] = {}
+    parts, size = [], 0
+    for k, row in enumerate(code):
+        if row[0] != LINEAR:
+            continue
+        g_in, g_out = grids[row[5]], grids[row[6]]
+        rows_in, rows_out = (len(g.rows) * g.height for g in (g_in, g_out))
+        cols_in, cols_out = (len(g.cols) * g.width for g in (g_in, g_out))
+        for side, matrix, square in ((0, row[3], rows_in == rows_out), (1, row[4], cols_in == cols_out)):
+            if matrix < 0 or not square or not table[matrix, 3]:
+                continue
+            n, width, offset = table[matrix, :3]
+            key = (side, matrix, cols_out if side == 0 else rows_in)
+            if key not in made:
+                by_diagonal = weights[offset:offset + n * width].reshape(width, n)
+                tiled = np.repeat(by_diagonal, key[2], axis=1) if side == 0 else np.tile(by_diagonal, key[2])
+                made[key] = size
+                parts.append(tiled.ravel())
+                size += tiled.size
+            at[k, side] = made[key]
+    return at, (np.concatenate(parts) if parts else np.zeros(0, np.float64))
 
 
 def _cat(parts: list[np.ndarray], dtype) -> tuple[np.ndarray]:

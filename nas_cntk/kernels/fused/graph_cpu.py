@@ -48,27 +48,26 @@ class GraphPairs:
         self.dtype = np.float64 if x1.dtype == torch.float64 else np.float32
         self.x1 = np.ascontiguousarray(x1.cpu().numpy(), self.dtype)
         self.x2 = self.x1 if x2 is None else np.ascontiguousarray(x2.cpu().numpy(), self.dtype)
-        stats1 = image_statistics(p, x1, max(1, (1 << 22) // max(g.entries for g in p.image_grids)))
-        stats2 = stats1 if x2 is None else image_statistics(p, x2, max(1, (1 << 22) // max(
-            g.entries for g in p.image_grids)))
-        self.var1 = self._variances(record, self.x1, stats1)
-        self.var2 = self.var1 if x2 is None else self._variances(record, self.x2, stats2)
+        image_batch = max(1, (1 << 22) // max(g.entries for g in p.image_grids))
+        stats1 = image_statistics(p, x1, image_batch)
         self.vec1 = self._vectors(stats1, len(self.x1))
-        self.vec2 = self.vec1 if x2 is None else self._vectors(stats2, len(self.x2))
+        self.vec2 = self.vec1 if x2 is None else self._vectors(image_statistics(p, x2, image_batch), len(self.x2))
+        self.var1 = self._variances(record, self.x1, self.vec1)
+        self.var2 = self.var1 if x2 is None else self._variances(record, self.x2, self.vec2)
 
     def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sums = _run(self.program, self.x1, self.x2, self.var1, self.var2, self.vec1, self.vec2, i.numpy(), j.numpy(),
-                    record=False)
+        sums = _run(self.program, self.x1, self.x2, self.var1, self.var2, self.vec1, self.vec2, i.numpy(), j.numpy())
         grid = self.p.pair_grids[-1]
         pixels = grid.height * grid.width
         scale = pixels**2 if self.p.arch.readout.kind == "gap" else pixels
         result = torch.from_numpy(sums / scale).to(torch.float64 if self.dtype == np.float64 else torch.float32)
         return result[:, 0], result[:, 1]
 
-    def _variances(self, record: Program, x: np.ndarray, stats: ImageStats) -> np.ndarray:
+    def _variances(self, record: Program, x: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Each image's variances at the ReLUs' inputs, from the record program on the pairs (x, x)."""
         var = np.zeros((len(x), record.variance_size), self.dtype)
         k = np.arange(len(x))
-        _run(record, x, x, var, var, self._vectors(stats, len(x)), self._vectors(stats, len(x)), k, k, record=True)
+        _run(record, x, x, var, var, vectors, vectors, k, k)
         return var
 
     def _vectors(self, stats: ImageStats, n: int) -> np.ndarray:
@@ -81,22 +80,25 @@ class GraphPairs:
         return out
 
 
-def _run(program: Program, x1, x2, var1, var2, vec1, vec2, i, j, record: bool) -> np.ndarray:
+def _run(program: Program, x1, x2, var1, var2, vec1, vec2, i, j) -> np.ndarray:
+    """The program on the pairs (x1[i[k]], x2[j[k]]): each pair's readout sums of Sigma and Theta, (len(i), 2)."""
     sums = np.zeros((len(i), 2), np.float64)
     workers = max(1, min(numba.config.NUMBA_NUM_THREADS, len(i)))
     grid_table, grid_maps = program.grids
     scratch = int(max(grid_table[:, 0].max(), 1) * max(grid_table[:, 1].max(), 1))
     table, indices, values = program.matrices
+    tiles_at, tiles = program.tiles
     _interpret(x1, x2, var1, var2, vec1, vec2, np.asarray(i, np.int64), np.asarray(j, np.int64), program.code,
                program.alpha, program.beta, program.offsets, program.arena, table, indices, values.astype(x1.dtype),
-               *program.maps, grid_table, grid_maps, program.variance_offsets, scratch, record, workers, sums)
+               tiles_at, tiles.astype(x1.dtype),
+               *program.maps, grid_table, grid_maps, program.variance_offsets, scratch, workers, sums)
     return sums
 
 
 @numba.njit(parallel=True, **_JIT)
 def _interpret(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, code, alpha, beta, offsets, arena_size, m_table,
-               m_indices, m_values, map_starts, map_indices, grid_table, grid_maps, var_offsets, scratch_size, record,
-               workers, sums):
+               m_indices, m_values, tiles_at, tiles, map_starts, map_indices, grid_table, grid_maps, var_offsets,
+               scratch_size, workers, sums):
     n = len(pair_a)
     chunk = (n + workers - 1) // workers
     for worker in numba.prange(workers):
@@ -106,13 +108,13 @@ def _interpret(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, code, alpha, beta
             a, b = pair_a[k], pair_b[k]
             for ins in range(len(code)):
                 _step(code[ins], alpha[ins], beta[ins], arena, scratch, offsets, x1, x2, var1, var2, vec1, vec2, a, b,
-                      m_table, m_indices, m_values, map_starts, map_indices, grid_table, grid_maps,
-                      var_offsets, sums, k)
+                      m_table, m_indices, m_values, tiles_at[ins], tiles, map_starts, map_indices, grid_table,
+                      grid_maps, var_offsets, sums, k)
 
 
 @numba.njit(**_JIT)
 def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, vec2, a, b, m_table, m_indices,
-          m_values, map_starts, map_indices, grid_table, grid_maps, var_offsets, sums, k):
+          m_values, tiles_at, tiles, map_starts, map_indices, grid_table, grid_maps, var_offsets, sums, k):
     """One instruction for the pair (x1[a], x2[b]). Every buffer is taken as its own view of the arena:
     indexing one array at run-time offsets keeps the compiler from vectorising (it cannot rule out
     overlap), views let it."""
@@ -140,7 +142,7 @@ def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, v
         out[:] = 0
     elif op == LINEAR:
         _linear(src, scratch, out, g_in[0], g_in[1], rows, cols, row[3], row[4], alpha, beta, m_table, m_indices,
-                m_values)
+                m_values, tiles_at, tiles)
     elif op == GATHER:
         row_map = map_indices[map_starts[row[3]]:map_starts[row[3]] + rows]
         col_map = map_indices[map_starts[row[4]]:map_starts[row[4]] + cols]
@@ -199,11 +201,16 @@ def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, v
 
 @numba.njit(**_JIT)
 def _linear(src, scratch, out, in_rows, in_cols, rows, cols, row_matrix, col_matrix, alpha, beta, m_table, m_indices,
-            m_values):
+            m_values, tiles_at, tiles):
     """out = alpha A src B^T + beta: B on each row into the scratch, then A on whole rows of it. The
     inner loops run along contiguous rows (B by diagonal where it is banded), which the compiler
     vectorises."""
-    if col_matrix >= 0:
+    if tiles_at[1] >= 0:  # B banded over the whole tensor: one loop per diagonal
+        size = in_rows * cols
+        width, offset = m_table[col_matrix, 1], m_table[col_matrix, 2]
+        _diagonals(scratch[:size], src, tiles[tiles_at[1]:tiles_at[1] + width * size], m_indices, offset, cols, width,
+                   1)
+    elif col_matrix >= 0:
         width, offset, banded = m_table[col_matrix, 1], m_table[col_matrix, 2], m_table[col_matrix, 3]
         for u in range(in_rows):
             line, source = scratch[u * cols:(u + 1) * cols], src[u * in_cols:(u + 1) * in_cols]
@@ -223,7 +230,13 @@ def _linear(src, scratch, out, in_rows, in_cols, rows, cols, row_matrix, col_mat
     else:
         scratch[:in_rows * cols] = src
     scale, shift = out.dtype.type(alpha), out.dtype.type(beta)
-    if row_matrix >= 0:
+    if tiles_at[0] >= 0:  # A banded over the whole tensor
+        width, offset = m_table[row_matrix, 1], m_table[row_matrix, 2]
+        _diagonals(out, scratch[:rows * cols], tiles[tiles_at[0]:tiles_at[0] + width * rows * cols], m_indices, offset,
+                   rows, width, cols)
+        for e in range(rows * cols):
+            out[e] = scale * out[e] + shift
+    elif row_matrix >= 0:
         width, offset, banded = m_table[row_matrix, 1], m_table[row_matrix, 2], m_table[row_matrix, 3]
         for u in range(rows):
             line = out[u * cols:(u + 1) * cols]
@@ -241,6 +254,20 @@ def _linear(src, scratch, out, in_rows, in_cols, rows, cols, row_matrix, col_mat
     else:
         for e in range(rows * cols):
             out[e] = scale * scratch[e] + shift
+
+
+@numba.njit(**_JIT)
+def _diagonals(out, src, weights, m_indices, offset, n, width, stride):
+    """out = sum over diagonals d of weights_d * src shifted by d * stride, each diagonal one loop over
+    the whole tensor (indexed from 0: no negative-index check to keep it from vectorising)."""
+    size = len(out)
+    out[:] = 0
+    for e in range(width):
+        shift = m_indices[offset + e * n] * stride
+        low, high = max(0, -shift), min(size, size - shift)
+        target, run, weight = out[low:high], src[low + shift:high + shift], weights[e * size + low:e * size + high]
+        for t in range(high - low):
+            target[t] += weight[t] * run[t]
 
 
 @numba.njit(**_JIT)
