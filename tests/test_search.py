@@ -164,7 +164,8 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None
     try:
         assert server.stdout.readline().startswith("MLflow UI on ")
         page = server.stdout.readline().strip()  # the study's runs page, as `nas-cntk ui` prints it
-        assert page.startswith(f"small: {base}/#/experiments/") and page.endswith("viewStateShareKey=trials")
+        assert page.startswith(f"small: {base}/#/experiments/")
+        assert page.endswith("runs?viewStateShareKey=trials&workflowType=machine_learning")
         runs_page = page.removeprefix("small: ")
         deadline = time.monotonic() + 120
         while True:
@@ -193,15 +194,16 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None
         artifacts = api(f"artifacts/list?run_id={trial_runs[0]['info']['run_id']}")["files"]
         assert [a["path"] for a in artifacts] == ["architecture.json"]
 
-        # The runs page in a browser: the training view, every trial, the score columns.
+        # The runs page in a browser: the model-training layout (no GenAI menu), every trial, the score columns.
         dom = chromium("--dump-dom", runs_page)
-        assert "Training runs" in dom
+        assert "Model registry" in dom and "Evaluation runs" not in dom
         for text in ("trial 0", "trial 1", "trial 2", "trial 3", "cntk_val_accuracy", "nngp_val_accuracy",
                      "best_cntk_val_accuracy", "network"):
             assert text in dom, text
         chromium(f"--screenshot={DOCS / 'mlflow-runs.png'}", runs_page)
         # The search run's charts: the scores of each trial against its number, the optimisation history.
-        charts = f"{base}/#/experiments/{experiment['experiment_id']}/runs/{searches[0]}/model-metrics"
+        charts = (f"{base}/#/experiments/{experiment['experiment_id']}/runs/{searches[0]}/model-metrics"
+                  "?workflowType=machine_learning")
         dom = chromium("--dump-dom", charts)
         assert "best_cntk_val_accuracy" in dom and "Step" in dom
         chromium(f"--screenshot={DOCS / 'mlflow-charts.png'}", charts)

@@ -33,6 +33,8 @@ from nas_cntk.errors import TrackingError
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
 RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/experiments/ID/runs?viewStateShareKey=trials
+# The UI's own switch between its GenAI and model-training layouts, which it keeps per browser, not per experiment.
+TRAINING_LAYOUT = "workflowType=machine_learning"
 # The runs page's columns in that view, best CNTK score first; trained accuracies are added as they appear.
 VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "best_cntk_val_accuracy", "kernel_seconds")
 VIEW_PARAMS = ("network",)
@@ -198,7 +200,7 @@ def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
         experiments = client.search_experiments()
     except MlflowException as error:
         raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
-    return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}"
+    return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"
             for e in experiments if f"mlflow.sharedViewState.{RUNS_VIEW}" in e.tags}
 
 
