@@ -11,10 +11,22 @@ Layers, each importing only those before it (each package's docstring says what 
     cli           the ``nas-cntk`` command line
 
 ``errors`` (every exception type) and ``checks`` (shared validators) serve all layers.
+
+The names below are imported on first use, so that importing any part (the CLI, to print its help)
+does not load torch.
 """
-from nas_cntk.description import Architecture, load, parse
+import importlib
+
 from nas_cntk.errors import ArchitectureError, DataError, KernelError, NasCntkError
-from nas_cntk.kernels import Kernels, kernel
+
+_LAZY = {"Architecture": "nas_cntk.description", "load": "nas_cntk.description", "parse": "nas_cntk.description",
+         "Kernels": "nas_cntk.kernels", "kernel": "nas_cntk.kernels"}
 
 __all__ = ["Architecture", "ArchitectureError", "DataError", "KernelError", "Kernels", "NasCntkError", "kernel",
            "load", "parse"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas_cntk' has no attribute {name!r}")

@@ -1,5 +1,8 @@
 """The ``nas-cntk`` command line: one class per command, its arguments beside its action.
 
+Building the parser imports only light modules (settings and constants); each action imports what
+it runs, so that ``--help`` and the leaderboard start without torch or MLflow.
+
 Each action parses what argparse cannot (lists of trial numbers, presets), calls one ``run_*``
 function of the package the command belongs to, and prints the result. Errors that users can
 cause are :class:`~nas_cntk.errors.NasCntkError`: one line on stderr, exit status 2.
@@ -12,23 +15,15 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from nas_cntk import data
 from nas_cntk.errors import NasCntkError
-from nas_cntk.scoring import run_score
-from nas_cntk.search import SAMPLERS, SearchSettings, Stores, finished_trials, format_table, leaderboard, run_search
-from nas_cntk.trained import (
-    PARAMETERIZATIONS,
-    SCHEDULES,
-    SCORES,
-    BenchmarkSettings,
-    TrainSettings,
-    run_benchmark,
-    run_correlation,
-    run_training,
-)
+from nas_cntk.search.settings import SAMPLERS, SearchSettings
+from nas_cntk.trained.settings import PARAMETERIZATIONS, SCHEDULES, SCORES, TrainSettings
+
+if TYPE_CHECKING:
+    from nas_cntk.search.stores import Stores
 
 DEFAULT_TRIALS_DIR = "trials"
 # Training settings a 2-core CPU finishes in minutes per network (timings in BENCHMARKS.md).
@@ -75,6 +70,8 @@ def add_store_options(parser: argparse.ArgumentParser, study_help: str | None = 
 
 
 def stores(args: argparse.Namespace) -> Stores:
+    from nas_cntk.search.stores import Stores
+
     return Stores(Path(args.trials_dir), getattr(args, "storage", None), args.tracking_uri)
 
 
@@ -105,6 +102,10 @@ class Score(Command):
         parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     def take_action(self, args: argparse.Namespace) -> None:
+        import torch
+
+        from nas_cntk.scoring import run_score
+
         arch, splits, result = run_score(
             args.arch, self.eval_name, train_size=args.train_size, eval_size=args.eval_size, seed=args.seed,
             resolution=args.resolution, zca=args.zca, data_dir=args.data_dir, dtype=getattr(torch, args.dtype),
@@ -156,6 +157,9 @@ class Search(Command):
         add_store_options(parser, "study name (default: SPACE-DATA, e.g. default-t2000-v1000-r32-s0)")
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.search.leaderboard import format_table, leaderboard
+        from nas_cntk.search.study import finished_trials, run_search
+
         settings = SearchSettings(
             space=args.space, stores=stores(args), study=args.study, trials=args.trials, sampler=args.sampler,
             seed=args.seed, workers=args.workers, train_size=args.train_size, val_size=args.eval_size,
@@ -181,7 +185,14 @@ class Leaderboard(Command):
         add_store_options(parser, "study name (default: the most recent)")
 
     def take_action(self, args: argparse.Namespace) -> None:
-        table = leaderboard(stores(args).study(args.study), args.top)
+        from nas_cntk.search.leaderboard import format_table, leaderboard
+
+        study = stores(args).study(args.study)
+        everything = leaderboard(study)
+        if not len(everything):
+            raise NasCntkError(f"study {study.study_name!r} has no completed trial yet")
+        table = everything.head(args.top) if args.top else everything
+        print(f"study {study.study_name}: {len(everything)} architectures, best CNTK validation accuracy first")
         print(format_table(table))
         if args.csv:
             table.to_csv(args.csv, index=False)
@@ -254,6 +265,8 @@ class Train(Command):
         return TrainSettings(**{**PRESETS[args.preset], **given})
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.trained.results import run_training
+
         try:
             numbers = None if args.trials is None else [int(n) for n in args.trials.split(",")]
         except ValueError:
@@ -284,6 +297,8 @@ class Correlate(Command):
         add_store_options(parser, "study name (default: the most recent)")
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.trained.results import run_correlation
+
         run = run_correlation(stores(args), study=args.study, label=args.label, trained_csv=args.trained_csv,
                               column=args.column, kernel=args.kernel, top_k=args.top_k, resamples=args.resamples,
                               seed=args.seed, out=args.out)
@@ -312,7 +327,7 @@ class Benchmark(Command):
         add_store_options(parser, optuna=False)
 
     def take_action(self, args: argparse.Namespace) -> None:
-        from nas_cntk.trained import EXPERIMENT, format_report
+        from nas_cntk.trained.benchmark import EXPERIMENT, BenchmarkSettings, format_report, run_benchmark
 
         settings = BenchmarkSettings.with_space_defaults(
             Path(args.table), stores(args), sample=args.sample, seed=args.seed, cells_per_stage=args.cells_per_stage,
@@ -332,12 +347,21 @@ class Ui(Command):
         add_store_options(parser)
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.search.tracking import study_runs_pages
+
         tracking_uri = stores(args).tracking_uri
         if tracking_uri.startswith(("http://", "https://")):
             raise NasCntkError(f"{tracking_uri} is a tracking server already: open it in a browser")
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        if tracking_uri.startswith("sqlite:///") and not store.is_file():
+            raise NasCntkError(f"--trials-dir {args.trials_dir}: no MLflow store there ({store} does not exist); "
+                               "run `nas-cntk search` first, or name the folder that holds mlflow.db")
+        address = f"http://{args.host}:{args.port}"
         command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
                    "--host", args.host, "--port", str(args.port)]
-        print(f"MLflow UI on {tracking_uri}: http://{args.host}:{args.port}", flush=True)
+        print(f"MLflow UI on {tracking_uri}: {address}", flush=True)
+        for study, page in study_runs_pages(tracking_uri, address).items():
+            print(f"  {study}: {page}", flush=True)
         os.execv(sys.executable, command)
 
 
@@ -364,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nas-cntk: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nas-cntk: interrupted", file=sys.stderr)
+        print("nas-cntk: interrupted; finished trials are kept, run the same command again to resume",
+              file=sys.stderr)
         return 130
     return 0
 

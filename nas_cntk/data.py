@@ -26,14 +26,15 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from nas_cntk.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the CLI starts without it
+    import torch
 
 DATA_DIR_ENV = "NAS_CNTK_DATA_DIR"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -302,6 +303,8 @@ class DataSplits:
 
 def _zca(train: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ZCA-whiten both sets with a transform fitted on ``train`` (float64, flattened images)."""
+    import torch
+
     flat_train, flat_other = train.flatten(1), other.flatten(1)
     mean = flat_train.mean(0)
     centred = flat_train - mean
@@ -325,6 +328,8 @@ def load_splits(train_size: int = 2000, eval_size: int = 1000, *, eval_split: Li
     (a cheaper, lower-fidelity score), standardised per channel with the training subset's mean and
     std, and optionally ZCA-whitened with a transform fitted on the training subset.
     """
+    import torch
+
     if eval_split not in ("val", "test"):
         raise DataError(f"unknown evaluation split {eval_split!r}; use 'val' or 'test'")
     _check_resolution(resolution)
@@ -356,6 +361,9 @@ def validation_split(train_labels: np.ndarray, train_size: int, val_size: int,
 def _preprocess(train: np.ndarray, other: np.ndarray, resolution: int,
                 zca: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale to [0, 1], downsample, standardise per channel (and ZCA) with statistics of ``train`` alone."""
+    import torch
+    import torch.nn.functional as F
+
     def prepare(images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(images).to(torch.float64) / 255  # float64 until the end: ZCA needs it
         return F.avg_pool2d(x, IMAGE_SIZE // resolution) if resolution < IMAGE_SIZE else x
@@ -386,6 +394,12 @@ class DataSettings:
     seed: int = 0
     zca: bool = False
 
+    def __post_init__(self) -> None:
+        """Settings that name no valid subsets are refused here, before any file is read or store created."""
+        _check_size(self.train_size, "training size")
+        _check_size(self.val_size, "validation size")
+        _check_resolution(self.resolution)
+
     @property
     def label(self) -> str:
         """A short name, e.g. ``t2000-v1000-r32-s0``: scores are comparable only under one label."""
@@ -414,6 +428,8 @@ def load_training_data(held_out: DataSettings, train_size: int | None = None, te
     validation subset of ``held_out``, and ``test_size`` stratified images of the test split (10000:
     all of it); standardised per channel with the training images' statistics.
     """
+    import torch
+
     _check_resolution(resolution)
     if train_size is not None:
         _check_size(train_size, "training size")

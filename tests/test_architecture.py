@@ -37,6 +37,14 @@ def test_contract_form_is_accepted_and_becomes_a_graph():
     assert arch.summary() == "conv3 [relu conv3 relu conv3] relu pool2 conv3 relu | gap"
 
 
+def test_summary_names_what_differs_from_the_defaults():
+    base = nas_cntk.load(CONTRACT).summary()
+    assert nas_cntk.load({**CONTRACT, "weight_std": 1.2}).summary() == f"{base}, weight_std 1.2"
+    assert nas_cntk.load({**CONTRACT, "bias_std": 0.1}).summary() == f"{base}, bias_std 0.1"
+    assert nas_cntk.load({**CONTRACT, "fix_first_and_readout": True, "weight_std": 1.23456789}).summary() \
+        == f"{base}, fix, weight_std 1.2346"
+
+
 def test_hash_is_canonical():
     explicit = json.loads(json.dumps(CONTRACT))
     explicit["layers"][0].update(weight_std=math.sqrt(2), bias_std=0)  # the defaults, spelled out

@@ -4,12 +4,15 @@
 (the saved kernels refit to the printed accuracy; training and validation indices are disjoint);
 `evaluate` scores on the test split. A bad description, an even kernel size, a corrupt batch and a
 subset size that is not a multiple of 10 each give one error line naming the problem; `train
---batch-norm` reaches the training settings.
+--batch-norm` reaches the training settings. Building the parser imports no heavy module (torch,
+MLflow, Optuna, pandas, ...), and the leaderboard needs only Optuna and pandas.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +103,25 @@ def test_train_batch_norm_flag_reaches_the_settings() -> None:
     parser = build_parser()
     assert Train.settings(parser.parse_args(["train", "--batch-norm"])).batch_norm is True
     assert Train.settings(parser.parse_args(["train", "--preset", "cpu"])).batch_norm is False
+
+
+HEAVY = ("torch", "mlflow", "optuna", "pandas", "matplotlib", "scipy", "numba")
+
+
+def imported_heavy(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has imported after running ``code``."""
+    check = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().replace("'", '"'))
+
+
+def test_the_parser_is_built_without_heavy_imports() -> None:
+    """`nas-cntk --help` starts fast: building every command's options imports none of the heavy modules."""
+    assert imported_heavy("from nas_cntk.cli import build_parser\nbuild_parser()") == []
+
+
+def test_the_leaderboard_needs_neither_torch_nor_mlflow(tmp_path: Path) -> None:
+    code = ("from nas_cntk import cli\n"
+            f"assert cli.main(['leaderboard', '--trials-dir', {str(tmp_path)!r}]) == 2  # no store: an error line")
+    assert set(imported_heavy(code)) <= {"optuna", "pandas"}

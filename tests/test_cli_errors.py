@@ -22,12 +22,13 @@ CASES = [
     (["benchmark", "nb201", "--table", str(TABLE), "--cells-per-stage", "0"],
      "--cells-per-stage: expected an integer >= 1, got 0"),
     (["benchmark", "nb201", "--table", str(TABLE), "--device", "cuda:99"], "--device cuda:99"),
-    (["leaderboard"], "no study in"),
+    (["leaderboard"], "no Optuna store at"),
+    (["ui"], "no MLflow store there"),
     (["export", "--top", "0"], "--top: expected an integer >= 1, got 0"),
     (["train", "--trials", "3,x"], "--trials '3,x': expected trial numbers separated by commas"),
     (["train", "--top", "0"], "--top: expected an integer >= 1, got 0"),
     (["train", "--width", "0"], "--width: expected an integer >= 1, got 0"),
-    (["correlate"], "no study in"),
+    (["correlate"], "no Optuna store at"),
 ]
 
 
@@ -38,3 +39,4 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1, err
     assert err[0].startswith("nas-cntk: error: ") and message in err[0], err[0]
+    assert not any(tmp_path.iterdir())  # nothing created: no store in a mistyped --trials-dir

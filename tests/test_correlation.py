@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
 from nas_cntk.errors import NasCntkError
@@ -169,4 +170,14 @@ def test_figure_has_two_panels_and_saves_as_png(tmp_path):
     assert "ρ" in figure.get_suptitle() and "τ" in figure.get_suptitle()
     path = tmp_path / "correlation.png"
     figure.savefig(path)
+    scores, ranks = figure.axes
+    for ticks in (ranks.get_xticks(), ranks.get_yticks()):
+        assert all(float(t).is_integer() for t in ticks)  # ranks have whole-number ticks
+    # The picks are named in a legend drawn inside the scores panel.
+    legend = scores.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"kernel pick: {result.kernel_pick}",
+                                                          f"best trained: {result.trained_best}"]
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    box, panel = legend.get_window_extent(renderer), scores.get_window_extent(renderer)
+    assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,22 +1,29 @@
 """`nas-cntk search` end to end: real CIFAR-10, SQLite Optuna and MLflow stores, an MLflow server.
 
-Every trial has its nested MLflow run (params, metrics, tags, the architecture artifact) and trial
-and run point at each other; `nas-cntk ui` serves them over MLflow's REST API; leaderboard and
-export read the study, and the exported file runs without nas_cntk; a search killed with kill -9
-mid-trial resumes, fails the dead trial by its stale heartbeat and reruns it with the same choices;
-two workers share one study, no trial lost or doubled; a repeated architecture comes from the cache;
-invalid combinations are pruned with their reason; resuming with other data settings, an unreachable
-tracking server, a bad space file and grid on a continuous space are one error line.
+Every trial has its MLflow run (params, metrics, tags, the architecture artifact), lasting as long
+as the trial, and trial and run point at each other; the search run holds each trial's scores at
+the trial's step; the experiment opens in MLflow's training view; `nas-cntk ui` serves them over
+MLflow's REST API and, in headless Chromium, shows the trials with their score columns and the
+search's charts (the screenshots in docs/ are taken here); leaderboard and export read the study,
+and the exported file runs without nas_cntk; a search killed with kill -9 mid-trial resumes, fails
+the dead trial by its stale heartbeat and reruns it with the same choices; a resumed search proposes
+no architecture it has scored; Ctrl-C is one line, keeps the finished trials and ends the open runs
+as KILLED; two workers share one study, no trial lost or doubled; a search space with one
+architecture repeats it from the cache once the sampler finds nothing new; invalid combinations are
+pruned with their reason; resuming with other data settings, an unreachable tracking server, a bad
+space file, grid on a continuous space and bad data sizes are one error line and leave no store.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +38,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 import nas_cntk
+from nas_cntk.search.study import EXHAUSTED_AFTER
 
+DOCS = Path(__file__).resolve().parents[1] / "docs"  # the browser test's screenshots, shown in docs/search.md
 TINY = ["--train-size", "20", "--val-size", "10", "--resolution", "8", "--device", "cpu"]
 SMALL_SPACE = """
 name: small
@@ -97,18 +106,30 @@ def test_search_records_every_trial_in_optuna_and_mlflow(searched) -> None:
 
     client = MlflowClient(stores(trials_dir)[1])
     experiment = client.get_experiment_by_name("small")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the training view
     runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs if "trial_number" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert parent.data.metrics["best_cntk_val_accuracy"] == study.best_value
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"leaderboard.csv",
                                                                           "optimization_history.png"}
-    nested = {r.info.run_id: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert len(nested) == 4
+    # The search run's charts: each trial's scores at its step.
+    for metric, value in (("cntk_val_accuracy", lambda t: t.value),
+                          ("nngp_val_accuracy", lambda t: t.user_attrs["nngp_val_accuracy"])):
+        history = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, metric)}
+        assert history == {t.number: value(t) for t in trials}
+    best = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, "best_cntk_val_accuracy")}
+    assert best[trials[-1].number] == study.best_value and list(best.values()) == sorted(best.values())
+    by_run = {r.info.run_id: r for r in runs if r.data.tags.get("search_run_id") == parent.info.run_id}
+    assert len(by_run) == 4 and not any("mlflow.parentRunId" in r.data.tags for r in runs)  # listed, not nested
     for trial in trials:
-        run = nested[trial.user_attrs["mlflow_run_id"]]  # the trial finds its run ...
+        run = by_run[trial.user_attrs["mlflow_run_id"]]  # the trial finds its run ...
         assert run.data.tags["trial_number"] == str(trial.number)  # ... and the run its trial
+        # The run lasts as long as its trial: it starts as the trial starts and spans the kernel's time.
+        start, end = run.info.start_time / 1000, run.info.end_time / 1000
+        assert trial.datetime_start.timestamp() - 1 <= start and end <= trial.datetime_complete.timestamp() + 1
+        assert end - start >= trial.user_attrs["kernel_seconds"]
         assert run.data.tags["arch_hash"] == trial.user_attrs["arch_hash"]
         assert run.data.metrics["cntk_val_accuracy"] == trial.value
         assert run.data.metrics["nngp_val_accuracy"] == trial.user_attrs["nngp_val_accuracy"]
@@ -119,22 +140,42 @@ def test_search_records_every_trial_in_optuna_and_mlflow(searched) -> None:
         assert nas_cntk.load(description).hash == trial.user_attrs["arch_hash"]
 
 
+def chromium(*args: str) -> str:
+    """Headless Chromium on a page: its DOM (``--dump-dom``) or a screenshot; returns stdout."""
+    browser = shutil.which("chromium")
+    if browser is None:  # a failure, not a skip: CI installs it (.ci/run)
+        pytest.fail("Chromium is not installed: apt-get install chromium (the MLflow UI is checked in a real browser)")
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                                 "--disable-sync", f"--user-data-dir={profile}", "--window-size=1920,1000",
+                                 "--run-all-compositor-stages-before-draw", "--virtual-time-budget=30000", *args],
+                                capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.integration
-def test_mlflow_ui_server_returns_the_runs(searched) -> None:
+def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None:
     trials_dir, _ = searched
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("nas-cntk")), "ui", "--trials-dir", str(trials_dir),
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)  # its own process group: the server's workers stop with it
     base = f"http://127.0.0.1:{port}"
     try:
+        assert server.stdout.readline().startswith("MLflow UI on ")
+        page = server.stdout.readline().strip()  # the study's runs page, as `nas-cntk ui` prints it
+        assert page.startswith(f"small: {base}/#/experiments/")
+        assert page.endswith("runs?viewStateShareKey=trials&workflowType=machine_learning")
+        runs_page = page.removeprefix("small: ")
         deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=5):
                     break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
+                assert server.poll() is None and time.monotonic() < deadline, "the MLflow UI did not start"
                 time.sleep(0.5)
 
         def api(path: str, body: dict | None = None) -> dict:
@@ -147,14 +188,27 @@ def test_mlflow_ui_server_returns_the_runs(searched) -> None:
         experiment = api("experiments/get-by-name?experiment_name=small")["experiment"]
         runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
         tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
-        parents = [t for t in tags if "mlflow.parentRunId" not in t]
-        assert len(parents) == 1 and len(runs) == 5
-        nested = [run for run, t in zip(runs, tags) if "trial_number" in t]
+        searches = [run["info"]["run_id"] for run, t in zip(runs, tags) if "trial_number" not in t]
+        assert len(searches) == 1 and len(runs) == 5
+        trial_runs = [run for run, t in zip(runs, tags) if "trial_number" in t]
         assert sorted(int(t["trial_number"]) for t in tags if "trial_number" in t) == [0, 1, 2, 3]
-        assert all(t.get("mlflow.parentRunId") == runs[tags.index(parents[0])]["info"]["run_id"]
-                   for t in tags if "trial_number" in t)
-        artifacts = api(f"artifacts/list?run_id={nested[0]['info']['run_id']}")["files"]
+        assert all(t["search_run_id"] == searches[0] for t in tags if "trial_number" in t)
+        artifacts = api(f"artifacts/list?run_id={trial_runs[0]['info']['run_id']}")["files"]
         assert [a["path"] for a in artifacts] == ["architecture.json"]
+
+        # The runs page in a browser: the model-training layout (no GenAI menu), every trial, the score columns.
+        dom = chromium("--dump-dom", runs_page)
+        assert "Model registry" in dom and "Evaluation runs" not in dom
+        for text in ("trial 0", "trial 1", "trial 2", "trial 3", "cntk_val_accuracy", "nngp_val_accuracy",
+                     "best_cntk_val_accuracy", "network"):
+            assert text in dom, text
+        chromium(f"--screenshot={DOCS / 'mlflow-runs.png'}", runs_page)
+        # The search run's charts: the scores of each trial against its number, the optimisation history.
+        charts = (f"{base}/#/experiments/{experiment['experiment_id']}/runs/{searches[0]}/model-metrics"
+                  "?workflowType=machine_learning")
+        dom = chromium("--dump-dom", charts)
+        assert "best_cntk_val_accuracy" in dom and "Step" in dom
+        chromium(f"--screenshot={DOCS / 'mlflow-charts.png'}", charts)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -197,15 +251,20 @@ def test_resuming_with_other_data_settings_is_refused(searched) -> None:
 
 
 @pytest.mark.integration
-def test_the_same_architecture_is_scored_once(cifar_dir: Path, tmp_path: Path) -> None:
+def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Path) -> None:
+    """A space of one architecture: the sampler's repeats are refused (pruned, not counted) until it has
+    proposed nothing new EXHAUSTED_AFTER times; then repeats count, scored from the cache."""
     space = write_space(tmp_path, "name: one\nstages: 1\nlayers: 2\nkernel: 3\nreadout: gap\n")
     result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
                               "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path / "trials", "one").get_trials()
-    assert [t.user_attrs["cached"] for t in trials] == [False, True, True]
-    assert len({t.value for t in trials}) == 1
-    assert result.stdout.count("cached") == 2
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs["cached"] for t in complete] == [False, True, True]
+    assert len({t.value for t in complete}) == 1
+    repeats = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(repeats) == EXHAUSTED_AFTER and all(t.user_attrs["repeat_of"] == 0 for t in repeats)
+    assert result.stdout.count("cached") == 2 and "top five of 3 finished trials" in result.stdout
 
 
 @pytest.mark.integration
@@ -254,7 +313,8 @@ def test_a_killed_search_resumes_and_retries_the_running_trial(cifar_dir: Path, 
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE  # ... and run again
     assert retries[0].params == running.params
     assert {t.number: t.value for t in trials if t.number in before} == before  # finished trials are kept
-    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 4
+    counted = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(counted) == 4 and len({t.user_attrs["arch_hash"] for t in counted}) == 4  # none repeated
 
 
 @pytest.mark.integration
@@ -265,13 +325,82 @@ def test_two_workers_share_one_study(cifar_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path / "trials", "pair").get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    # Each worker stops once the study has 6 finished trials; one may be finishing its last then.
-    assert 6 <= len(complete) <= 7 and len(complete) == len(trials)
+    # Each worker stops once the study has 6 finished trials; one may be finishing its last then. The
+    # workers' samplers are seeded apart, so they do not propose the same networks in step.
+    assert 6 <= len(complete) <= 7 and len({t.user_attrs["arch_hash"] for t in complete}) == len(complete)
+    assert all(t.state == TrialState.COMPLETE or "repeat_of" in t.user_attrs for t in trials)
     assert len({t.user_attrs["worker"] for t in complete}) == 2
     client = MlflowClient(stores(tmp_path / "trials")[1])
     runs = client.search_runs([client.get_experiment_by_name("pair").experiment_id])
     trial_runs = sorted(int(r.data.tags["trial_number"]) for r in runs if "trial_number" in r.data.tags)
-    assert trial_runs == sorted(t.number for t in complete)  # one run per trial, none lost or doubled
+    assert trial_runs == sorted(t.number for t in trials)  # one run per trial, none lost or doubled
+
+
+@pytest.mark.integration
+def test_a_resumed_search_proposes_no_architecture_it_has_scored(cifar_dir: Path, tmp_path: Path) -> None:
+    space, trials_dir = write_space(tmp_path, SMALL_SPACE), tmp_path / "trials"
+    for trials in ("3", "6"):  # the second run resumes the study of the first
+        result = nas_cntk_command("search", "--space", str(space), "--trials", trials, *TINY, "--study", "resumed",
+                                  "--trials-dir", str(trials_dir), data_dir=cifar_dir)
+        assert result.returncode == 0, result.stderr
+    assert "study resumed: 3 trials finished, 3 to run" in result.stdout
+    trials = load(trials_dir, "resumed").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and len({t.user_attrs["arch_hash"] for t in complete}) == 6
+    assert all(t.state == TrialState.COMPLETE or "repeat_of" in t.user_attrs for t in trials)
+
+
+@pytest.mark.integration
+def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(cifar_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    space, trials_dir = write_space(tmp_path, SLOW_SPACE), tmp_path / "trials"
+    command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", str(space), "--trials", "20",
+               *SLOW, "--study", "stopped", "--trials-dir", str(trials_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)})
+    deadline = time.monotonic() + 240
+    while True:  # Ctrl-C once a trial has finished and the next one has been running for a moment
+        assert process.poll() is None and time.monotonic() < deadline, "the search ended before Ctrl-C"
+        time.sleep(0.2)
+        try:
+            trials = load(trials_dir, "stopped").get_trials()
+        except (KeyError, sqlalchemy.exc.OperationalError):  # no storage or no study yet
+            continue
+        started = [t.datetime_start for t in trials if t.state == TrialState.RUNNING]
+        if any(t.state == TrialState.COMPLETE for t in trials) and started \
+                and (datetime.datetime.now() - started[0]).total_seconds() > 0.2:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Trial" not in err, err
+    ours = [line for line in err.splitlines() if line.startswith("nas-cntk:")]
+    assert ours == ["nas-cntk: interrupted; finished trials are kept, run the same command again to resume"]
+    trials = load(trials_dir, "stopped").get_trials()
+    assert any(t.state == TrialState.COMPLETE for t in trials)  # kept
+    client = MlflowClient(stores(trials_dir)[1])
+    runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id])
+    status = {r.data.tags.get("trial_number", "search"): r.info.status for r in runs}
+    assert status.pop("search") == "KILLED"
+    for trial in trials:
+        assert status[str(trial.number)] == ("FINISHED" if trial.state == TrialState.COMPLETE else "KILLED")
+
+
+def test_bad_data_settings_fail_before_anything_is_created(tmp_path: Path) -> None:
+    result = nas_cntk_command("search", "--train-size", "0", "--trials-dir", str(tmp_path / "trials"))
+    assert "training size 0 is not a positive multiple of 10" in one_error_line(result)
+    assert result.stdout == "" and not (tmp_path / "trials").exists()  # no header, no study, no experiment
+
+
+@pytest.mark.integration
+def test_leaderboard_of_a_study_without_completed_trials_is_one_line(cifar_dir: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path, "stages: 3\nlayers: 1\nkernel: 3\nreadout: flatten\n")  # all pruned at 2x2
+    result = nas_cntk_command("search", "--space", str(space), "--trials", "1", "--train-size", "20", "--val-size",
+                              "10", "--resolution", "2", "--study", "pooled", "--trials-dir",
+                              str(tmp_path / "trials"), data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    line = one_error_line(nas_cntk_command("leaderboard", "--trials-dir", str(tmp_path / "trials")))
+    assert "study 'pooled' has no completed trial yet" in line
 
 
 def test_unreachable_tracking_server_fails_before_any_trial(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_staged_choices_build_the_described_network(tmp_path: Path):
                                      "layers_stage2": 2, "kernel_stage2_layer1": 5, "kernel_stage2_layer2": 1,
                                      "weight_std": 1.5, "bias_std": 0.0, "readout": "gap",
                                      "fix_first_and_readout": False}))
-    assert arch.summary() == "conv3 relu pool2 [conv5 relu] [conv1 relu] | gap"
+    assert arch.summary() == "conv3 relu pool2 [conv5 relu] [conv1 relu] | gap, weight_std 1.5"
     assert arch.spec["weight_std"] == 1.5 and arch.spec["layers"][3]["body"][0]["weight_std"] == 1.5
 
 

@@ -1,10 +1,12 @@
 """`nas-cntk train` and `nas-cntk correlate` end to end: real CIFAR-10, Optuna and MLflow stores.
 
 A trained result lands in its trial's MLflow run (found from the run's own tags) beside the kernel
-score, with its loss curve; training again skips finished networks, and other settings add a second
-label and keep the first; `correlate` prints the Spearman and Kendall scipy computes on the same
-pairs and logs them with the plot to the search run; `--trained-csv` takes accuracies keyed by hash
-or name; bad input is one error line.
+score, with its loss curve, and on the search run at the trial's step; the runs page's shared view
+gains a column per label; training again skips finished networks, and other settings add a second
+label and keep the first; the train table names networks, not hashes; `correlate` prints the
+Spearman and Kendall scipy computes on the same pairs, warns that 4 networks are too few for a
+ranking claim, and logs them with the plot to the search run; `--trained-csv` takes accuracies
+keyed by hash or name; bad input is one error line.
 """
 from __future__ import annotations
 
@@ -75,6 +77,14 @@ def test_a_trained_result_lands_in_its_trials_mlflow_run(study_dir: Path) -> Non
         curve = client.get_metric_history(run.info.run_id, f"trained.{label}.train_loss")
         assert [m.step for m in curve] == [1, 2]
         assert [m.value for m in curve] == pytest.approx(result["train_loss"])
+    # On the search run, each trained accuracy at its trial's step, beside the kernel scores: the scatter's data.
+    search = run.data.tags["search_run_id"]
+    trained_at = {m.step: m.value for m in client.get_metric_history(search, f"trained.{label}.test_accuracy")}
+    kernel_at = {m.step: m.value for m in client.get_metric_history(search, "cntk_val_accuracy")}
+    assert trained_at == pytest.approx({t.number: results[t.number]["test_accuracy"] for t in study.trials})
+    assert kernel_at == pytest.approx({t.number: t.value for t in study.trials})
+    view = json.loads(experiment.tags["mlflow.sharedViewState.trials"])  # the runs page shows the trained column
+    assert f"metrics.`trained.{label}.test_accuracy`" in view["selectedColumns"]
 
 
 @pytest.mark.integration
@@ -83,6 +93,8 @@ def test_training_again_adds_a_labelled_result_and_skips_what_is_done(study_dir:
     again = nas_cntk_command("train", "--top", "4", *TRAIN, "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert again.returncode == 0, again.stderr
     assert "0 network(s) to train, 4 already trained" in again.stdout
+    for trial in load(study_dir).trials:  # the table names each network, not its hash
+        assert trial.user_attrs["name"] in again.stdout and trial.user_attrs["arch_hash"] not in again.stdout
     sample = nas_cntk_command("train", "--sample", "2", *TRAIN, "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert sample.returncode == 0, sample.stderr
     assert "0 network(s) to train, 2 already trained" in sample.stdout
@@ -97,6 +109,9 @@ def test_training_again_adds_a_labelled_result_and_skips_what_is_done(study_dir:
     run_id = load(study_dir).trials[0].user_attrs["mlflow_run_id"]
     metrics = mlflow(study_dir).get_run(run_id).data.metrics
     assert {f"trained.{old_label}.test_accuracy", f"trained.{new_label}.test_accuracy"} <= set(metrics)
+    view = json.loads(mlflow(study_dir).get_experiment_by_name("four").tags["mlflow.sharedViewState.trials"])
+    assert {f"metrics.`trained.{old_label}.test_accuracy`", f"metrics.`trained.{new_label}.test_accuracy`",
+            "metrics.`cntk_val_accuracy`", "metrics.`nngp_val_accuracy`"} <= set(view["selectedColumns"])
 
 
 @pytest.mark.integration
@@ -113,11 +128,12 @@ def test_correlate_reports_scipy_statistics_and_logs_to_the_search_run(study_dir
     tau = stats.kendalltau(kernel, accuracy).statistic
     assert f"Spearman rho                    {rho:.3f}" in result.stdout
     assert f"Kendall tau                     {tau:.3f}" in result.stdout
+    assert "warning: 4 networks are too few for a ranking claim" in result.stdout
     assert out.read_bytes().startswith(b"\x89PNG")
 
     client = mlflow(study_dir)
     experiment = client.get_experiment_by_name("four")
-    parent, = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    parent, = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" not in r.data.tags]
     prefix = f"correlation.cntk.{_first_label(study_dir)}"
     assert parent.data.metrics[f"{prefix}.spearman"] == pytest.approx(rho)
     assert parent.data.metrics[f"{prefix}.kendall"] == pytest.approx(tau)

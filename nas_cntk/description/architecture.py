@@ -75,8 +75,14 @@ class Architecture:
         return next(n for n, node in enumerate(self.nodes) if isinstance(node.op, OPS["conv"]))
 
     def summary(self) -> str:
-        """A one-line description, e.g. ``conv3 relu [conv3 relu conv3] pool2 relu | gap``."""
-        return f"{_summary(self.spec['layers'])} | {self.readout.kind}"
+        """A one-line description, e.g. ``conv3 relu [conv3 relu conv3] pool2 relu | gap``; what differs from
+        the defaults follows the readout (``| gap, fix, weight_std 1.2, bias_std 0.1``), so that networks
+        that differ only there read differently."""
+        extra = [*(["fix"] if self.fix_first_and_readout else []),
+                 *(f"{key} {self.spec[key]:.5g}" for key, default in (("weight_std", DEFAULT_WEIGHT_STD),
+                                                                       ("bias_std", 0.0))
+                   if self.spec[key] != default)]
+        return ", ".join([f"{_summary(self.spec['layers'])} | {self.readout.kind}", *extra])
 
     def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Feature-map size at every node for a given input; raises if a pool does not fit."""

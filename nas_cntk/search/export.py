@@ -15,7 +15,7 @@ from nas_cntk import checks
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError
 from nas_cntk.search.leaderboard import leaderboard, trial_architecture
-from nas_cntk.search.study import Stores
+from nas_cntk.search.stores import Stores
 
 HEADER = '''"""{title}: {summary}
 

@@ -1,11 +1,14 @@
 """The leaderboard of a study: its distinct architectures, best CNTK validation accuracy first."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from nas_cntk.description import architecture
+if TYPE_CHECKING:
+    from nas_cntk.description.architecture import Architecture
 
 COLUMNS = ["rank", "trial", "cntk_acc", "nngp_acc", "network", "hash", "kernel_s", "name"]
 
@@ -19,8 +22,10 @@ def distinct_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in trials if not (t.user_attrs["arch_hash"] in seen or seen.add(t.user_attrs["arch_hash"]))]
 
 
-def trial_architecture(trial: FrozenTrial) -> architecture.Architecture:
+def trial_architecture(trial: FrozenTrial) -> Architecture:
     """The network a completed trial scored, rebuilt from its description."""
+    from nas_cntk.description import architecture  # torch: the leaderboard itself does without
+
     name = trial.user_attrs.get("name")
     return architecture.parse({**trial.user_attrs["architecture"], **({"name": name} if name else {})})
 
@@ -35,5 +40,8 @@ def leaderboard(study: optuna.Study, top: int | None = None) -> pd.DataFrame:
 
 
 def format_table(table: pd.DataFrame) -> str:
+    """The table as text; the name column only where some architecture has a name (list and cell spaces)."""
+    if not table["name"].astype(bool).any():
+        table = table.drop(columns="name")
     return table.to_string(index=False, formatters={"cntk_acc": "{:.4f}".format, "nngp_acc": "{:.4f}".format,
                                                     "kernel_s": "{:.1f}".format})

@@ -3,8 +3,10 @@
 Storage is a plain Optuna RDB storage (SQLite under the trials folder by default, any RDB URL
 otherwise) with heartbeats: a trial whose process died (kill -9, a lost machine) is marked failed
 once its heartbeat is older than the grace period, and re-queued with the same choices. Several
-worker processes, on this machine or others, share one study through the storage. Scores are
-cached by architecture hash and data setting, and every trial is logged to MLflow as it ends.
+worker processes, on this machine or others, share one study through the storage (opened in
+:mod:`nas_cntk.search.stores`). Scores are cached by architecture hash and data setting, and every
+trial has an MLflow run from its start to its end. A proposal that repeats an architecture the study
+has scored is pruned and not counted, until the sampler has run out of new ones.
 """
 from __future__ import annotations
 
@@ -14,12 +16,10 @@ import socket
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -31,37 +31,12 @@ from nas_cntk.kernels import kernel
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.leaderboard import leaderboard
+from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import ListSpace, SearchSpace, check_candidate, load_space
-from nas_cntk.search.tracking import Tracker, local_tracking_uri
+from nas_cntk.search.stores import load_study, open_storage
+from nas_cntk.search.tracking import Tracker
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SAMPLERS = ("auto", "tpe", "random", "grid")
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """What a search is asked to do. The data sizes left as None come from the space file's fidelity."""
-
-    space: str                      # search-space file, or the name of a built-in one
-    stores: Stores
-    study: str | None = None        # None: named after the space and the data, e.g. default-t200-v100-r8-s0
-    trials: int = 100               # finished (completed or pruned) trials the study should have
-    sampler: str = "auto"
-    seed: int = 0                   # of the sampler and of the data subsets
-    workers: int = 1
-    train_size: int | None = None
-    val_size: int | None = None
-    resolution: int | None = None
-    zca: bool = False
-    data_dir: str | None = None
-    device: str | None = None
-    heartbeat: int = 10             # seconds; a trial is stale after 3 missed heartbeats
-
-    def __post_init__(self) -> None:
-        for option in ("trials", "workers", "heartbeat"):
-            checks.integer(getattr(self, option), f"--{option}")
-        if self.sampler not in SAMPLERS:
-            raise NasCntkError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
 
 @dataclass(frozen=True)
@@ -84,61 +59,6 @@ class Search:
         return self.settings.stores.tracker(self.study_name)
 
 
-@dataclass(frozen=True)
-class Stores:
-    """Where results live: the Optuna storage and the MLflow store (local under ``trials_dir`` unless
-    given), the score cache and MLflow's local artifacts (always under ``trials_dir``)."""
-
-    trials_dir: Path
-    storage_url: str | None = None      # e.g. postgresql://host/db; default sqlite:///DIR/optuna.db
-    tracking_uri_given: str | None = None  # e.g. http://host:5000; default sqlite:///DIR/mlflow.db
-
-    @property
-    def storage(self) -> str:
-        return self.storage_url or f"sqlite:///{(self.trials_dir / 'optuna.db').resolve()}"
-
-    @property
-    def tracking_uri(self) -> str:
-        return self.tracking_uri_given or local_tracking_uri(self.trials_dir)
-
-    @property
-    def cache(self) -> Path:
-        return self.trials_dir / "cache"
-
-    def tracker(self, experiment: str) -> Tracker:
-        return Tracker(self.tracking_uri, experiment, self.trials_dir / "mlartifacts")
-
-    def study(self, name: str | None = None) -> optuna.Study:
-        """A study by name, or the most recently created one."""
-        return load_study(self.storage, name)
-
-
-def open_storage(url: str, heartbeat: int | None = None) -> RDBStorage:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # SQLite serialises writers: wait for the lock instead of failing when several workers write at once.
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental, unchanged since Optuna 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                              grace_period=None if heartbeat is None else 3 * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3)
-                              if heartbeat else None)
-    except Exception as error:  # SQLAlchemy and driver errors: bad URL, unreachable server, missing driver
-        raise NasCntkError(f"Optuna storage {url}: {str(error).splitlines()[0]}") from None
-
-
-def load_study(storage: str, study: str | None = None) -> optuna.Study:
-    """A study by name, or the most recently created one in ``storage``."""
-    names = optuna.get_all_study_names(open_storage(storage))
-    if not names:
-        raise NasCntkError(f"no study in {storage}; run `nas-cntk search` first")
-    if study is not None and study not in names:
-        raise NasCntkError(f"no study named {study!r} in {storage} (there: {', '.join(names)})")
-    return optuna.load_study(study_name=study or names[-1], storage=open_storage(storage))
-
-
 def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     if name == "auto":
         name = "grid" if isinstance(space, ListSpace) else "tpe"
@@ -155,12 +75,18 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def open_study(search: Search) -> optuna.Study:
-    """Create the study, or resume it after checking it searches the same space on the same data."""
+def open_study(search: Search, worker: int = 0) -> optuna.Study:
+    """Create the study, or resume it after checking it searches the same space on the same data.
+
+    The sampler's seed is drawn from the search's seed, the worker and the trials the study already
+    has: a seeded sampler replays its sequence, so a resumed study (or a second worker) with the bare
+    seed would propose the architectures of the first trials again.
+    """
     settings = search.settings
     study = optuna.create_study(storage=open_storage(settings.stores.storage, settings.heartbeat),
-                                study_name=search.study_name, direction="maximize", load_if_exists=True,
-                                sampler=make_sampler(settings.sampler, search.space, settings.seed))
+                                study_name=search.study_name, direction="maximize", load_if_exists=True)
+    seed = np.random.SeedSequence([settings.seed, worker, len(study.get_trials(deepcopy=False))]).generate_state(1)
+    study.sampler = make_sampler(settings.sampler, search.space, int(seed[0]))
     expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label}
     found = {key: study.user_attrs[key] for key in expected if key in study.user_attrs}
     if not found:
@@ -182,15 +108,21 @@ class Objective:
         self.cache = ScoreCache(search.settings.stores.cache, search.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        run_id = self.tracker.start_trial(self.parent_run_id, trial.number)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        with self.tracker.ending(run_id, finished=(optuna.TrialPruned,)):
+            return self._score(trial, run_id)
+
+    def _score(self, trial: optuna.Trial, run_id: str) -> float:
         try:
             arch = self.space.suggest(trial)
             check_candidate(arch, self.data.resolution)
         except (InvalidCandidate, ArchitectureError) as error:
-            reason = str(error)
-            trial.set_user_attr("pruned_reason", reason)
-            self._log(trial, "PRUNED", tags={"pruned_reason": reason})
-            tqdm.write(f"trial {trial.number:>4}  pruned: {reason}")
-            raise optuna.TrialPruned(reason) from None
+            self._prune(trial, run_id, str(error))
+        repeated = _finished_architectures(trial.study).get(arch.hash)
+        if repeated is not None and not _exhausted(trial.study):
+            trial.set_user_attr("repeat_of", repeated)
+            self._prune(trial, run_id, f"repeats trial {repeated}, not counted", arch)
         for key, value in {"arch_hash": arch.hash, "summary": arch.summary(), "name": arch.name,
                            "architecture": dict(arch.spec), "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
             trial.set_user_attr(key, value)
@@ -200,19 +132,29 @@ class Objective:
             try:
                 result = score(arch, self.splits, device=self.device)
             except KernelError as error:
-                self._log(trial, "FAIL", arch, tags={"error": str(error)})
+                self._log(trial, run_id, "FAIL", arch, tags={"error": str(error)})
+                tqdm.write(f"trial {trial.number:>4}  failed: {error}")
                 raise
             self.cache.put(result)
         record = _trial_record(result, cached)
         for key, value in record.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("mlflow_run_id", self._log(trial, "COMPLETE", arch, record))
+        self._log(trial, run_id, "COMPLETE", arch, record)
+        self.tracker.log(self.parent_run_id, step=trial.number, metrics={
+            "cntk_val_accuracy": result.ntk.accuracy, "nngp_val_accuracy": result.nngp.accuracy,
+            "best_cntk_val_accuracy": max([result.ntk.accuracy, *_completed_values(trial.study)])})
         tqdm.write(f"trial {trial.number:>4}  CNTK {result.ntk.accuracy:.4f}  NNGP {result.nngp.accuracy:.4f}  "
                    f"{'cached' if cached else f'{result.seconds:6.1f} s'}  {arch.name or arch.summary()}")
         return result.ntk.accuracy
 
-    def _log(self, trial: optuna.Trial, state: str, arch: Architecture | None = None, record: dict | None = None,
-             tags: dict[str, str] | None = None) -> str:
+    def _prune(self, trial: optuna.Trial, run_id: str, reason: str, arch: Architecture | None = None) -> None:
+        trial.set_user_attr("pruned_reason", reason)
+        self._log(trial, run_id, "PRUNED", arch, tags={"pruned_reason": reason})
+        tqdm.write(f"trial {trial.number:>4}  pruned: {reason}")
+        raise optuna.TrialPruned(reason)
+
+    def _log(self, trial: optuna.Trial, run_id: str, state: str, arch: Architecture | None = None,
+             record: dict | None = None, tags: dict[str, str] | None = None) -> None:
         data = self.data
         params = {**trial.params, "train_size": data.train_size, "val_size": data.val_size,
                   "resolution": data.resolution, "data_seed": data.seed, "zca": data.zca}
@@ -224,9 +166,31 @@ class Objective:
         if record is not None:
             tags.update(device=record["device"], cached=str(record["cached"]).lower())
             metrics = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        return self.tracker.log_trial(self.parent_run_id, trial.number, params=params, metrics=metrics, tags=tags,
-                                      architecture_json=None if arch is None else arch.to_json(),
-                                      status="FAILED" if state == "FAIL" else "FINISHED")
+        self.tracker.log_trial(run_id, params=params, metrics=metrics, tags=tags,
+                               architecture_json=None if arch is None else arch.to_json())
+
+
+# A sampler that has proposed this many repeats has run out of new architectures (or of those it still reaches).
+EXHAUSTED_AFTER = 20
+
+
+def _completed_values(study: optuna.Study) -> list[float]:
+    return [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+
+def _finished_architectures(study: optuna.Study) -> dict[str, int]:
+    """The architectures the study has scored, each with the first trial that scored it."""
+    found: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        found.setdefault(t.user_attrs["arch_hash"], t.number)
+    return found
+
+
+def _exhausted(study: optuna.Study) -> bool:
+    """Whether the sampler has proposed :data:`EXHAUSTED_AFTER` repeats: the space is used up, and from now
+    on repeats are scored again (from the cache) and counted."""
+    repeats = sum("repeat_of" in t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
+    return repeats >= EXHAUSTED_AFTER
 
 
 def _trial_record(result: Score, cached: bool) -> dict:
@@ -242,7 +206,8 @@ def _trial_record(result: Score, cached: bool) -> dict:
 # ------------------------------------------------------------------------------------------------ running
 
 def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Completed and pruned trials, but not the proposals that only repeated a scored architecture."""
+    return sum("repeat_of" not in t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def _device(device: str | None, worker: int) -> str:
@@ -254,10 +219,14 @@ def _device(device: str | None, worker: int) -> str:
 
 def _work(search: Search, worker: int, parent_run_id: str) -> None:
     """A spawned worker process: open its own study, tracker and data, then work on the study."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(search)
-    if finished_trials(study) < search.settings.trials:
-        _optimize(search, study, search.tracker(), search.data.load(search.settings.data_dir), worker, parent_run_id)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines say what happened to each trial
+    study = open_study(search, worker)
+    try:
+        if finished_trials(study) < search.settings.trials:
+            _optimize(search, study, search.tracker(), search.data.load(search.settings.data_dir), worker,
+                      parent_run_id)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the search process reports it, once
+        pass
 
 
 def _optimize(search: Search, study: optuna.Study, tracker: Tracker, splits: DataSplits, worker: int,
@@ -278,8 +247,11 @@ def _optimize(search: Search, study: optuna.Study, tracker: Tracker, splits: Dat
                 bar.set_postfix_str(f"best CNTK {study.best_value:.4f}", refresh=False)
             bar.refresh()
 
-    study.optimize(objective, catch=(KernelError,), callbacks=[
-        MaxTrialsCallback(settings.trials, states=FINISHED), stop_if_orphaned, show_progress])
+    def stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if finished_trials(study) >= settings.trials:
+            study.stop()
+
+    study.optimize(objective, catch=(KernelError,), callbacks=[stop_when_done, stop_if_orphaned, show_progress])
 
 
 def estimate_trial_seconds(space: SearchSpace, data: DataSettings, device: str, samples: int = 5,
@@ -321,20 +293,31 @@ def _pairs_per_second(arch: Architecture, resolution: int, device: str) -> float
 
 
 def duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Search, optuna.Study]:
-    """Run (or resume) the study until it has ``settings.trials`` finished trials; return it."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
+def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Search, optuna.Study | None]:
+    """Run (or resume) the study until it has ``settings.trials`` finished trials; return it.
+
+    Every input is checked (settings, space, data files, stores) before the study or its MLflow
+    experiment is created, so a bad input leaves nothing behind. A dry run creates nothing (its study
+    is None when there is none yet).
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours to print
     checks.device(settings.device)
     search = Search.resolve(settings)
     space, data = search.space, search.data
-    tracker = search.tracker()  # fail fast
-    study = open_study(search)
-    done, device = finished_trials(study), _device(settings.device, 0)
+    if dry_run:
+        study = _existing_study(search)
+    else:
+        splits = data.load(settings.data_dir)
+        tracker = search.tracker()  # an unreachable server fails here
+        study = open_study(search)
+    done, device = (0 if study is None else finished_trials(study)), _device(settings.device, 0)
     remaining = max(settings.trials - done, 0)
     if isinstance(space, ListSpace):
         remaining = min(remaining, len(space.architectures))
@@ -349,7 +332,6 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
               f"(or 8){'' if dry_run else '; going on'}")
     if dry_run or remaining == 0:
         return search, study
-    splits = data.load(settings.data_dir)  # data errors end the run before any trial
     parent_run_id = tracker.start_search(
         params={"space": space.name, "sampler": settings.sampler, "seed": settings.seed, "trials": settings.trials,
                 "workers": settings.workers, **vars(data)},
@@ -378,6 +360,15 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
     return search, study
 
 
+def _existing_study(search: Search) -> optuna.Study | None:
+    """The search's study if it exists already; nothing is created."""
+    storage = search.settings.stores.storage
+    try:
+        return load_study(storage, search.study_name)
+    except NasCntkError:  # no store, or no such study in it
+        return None
+
+
 def _log_summary(tracker: Tracker, parent_run_id: str, study: optuna.Study) -> None:
     """The parent run's summary: the leaderboard as CSV and the optimisation history as a plot."""
     import matplotlib.pyplot as plt  # only here: a second or two of import that scoring never needs
@@ -386,7 +377,9 @@ def _log_summary(tracker: Tracker, parent_run_id: str, study: optuna.Study) -> N
     metrics = {"finished_trials": finished_trials(study)}
     figure = None
     if len(table):
-        metrics["best_cntk_val_accuracy"] = float(table["cntk_acc"].iloc[0])
+        # at the last trial's step: the latest value of the per-trial series is the study's best
+        tracker.log(parent_run_id, metrics={"best_cntk_val_accuracy": float(table["cntk_acc"].iloc[0])},
+                    step=study.get_trials(deepcopy=False)[-1].number)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             figure = optuna.visualization.matplotlib.plot_optimization_history(study).figure

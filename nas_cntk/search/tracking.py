@@ -1,12 +1,20 @@
-"""MLflow tracking: one experiment per study, one parent run per search, one nested run per trial.
+"""MLflow tracking: one experiment per study, one run per search, one run per trial.
 
 Everything goes through an explicit ``MlflowClient`` (no global active run), so worker processes
-log into the same parent run by its id. A trial's run is found from the trial (Optuna user
-attribute ``mlflow_run_id``) and from the run (tags ``study`` and ``trial_number``); later results
-for the same trial (trained networks) are added to that run.
+log into the same search run by its id. A trial's run is found from the trial (Optuna user
+attribute ``mlflow_run_id``) and from the run (tags ``study``, ``trial_number`` and
+``search_run_id``); later results for the same trial (trained networks) are added to that run.
+
+What the MLflow UI needs to show a study without digging: the experiment is tagged as model
+training (MLflow 3 opens untagged experiments as GenAI traces); trial runs are not nested under the
+search run, so the runs page lists every trial; each trial run lasts as long as its trial (it is
+created when the trial starts); the search run holds each trial's scores with the trial number as
+the step, so its charts are the optimisation history; and a shared view of the runs page
+(:data:`RUNS_VIEW`) shows the score columns, best first.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.error
@@ -23,31 +31,49 @@ from mlflow.exceptions import MlflowException
 
 from nas_cntk.errors import TrackingError
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
+RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/experiments/ID/runs?viewStateShareKey=trials
+# The UI's own switch between its GenAI and model-training layouts, which it keeps per browser, not per experiment.
+TRAINING_LAYOUT = "workflowType=machine_learning"
+# The runs page's columns in that view, best CNTK score first; trained accuracies are added as they appear.
+VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "best_cntk_val_accuracy", "kernel_seconds")
+VIEW_PARAMS = ("network",)
+
 for _name in ("mlflow", "alembic"):  # table creation and migration chatter on every new store
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-def local_tracking_uri(trials_dir: Path) -> str:
-    return f"sqlite:///{(trials_dir / 'mlflow.db').resolve()}"
 
 
 class Tracker:
     """One MLflow experiment. Creating one checks the store is reachable, before any work starts."""
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
-        self.uri, self.experiment = uri, experiment
+        self.uri, self.experiment, self.artifact_root = uri, experiment, artifact_root
         if uri.startswith(("http://", "https://")):
             _check_server(uri)
-        elif uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(uri)
-        try:
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-                experiment,
-                artifact_location=None if artifact_root is None else (artifact_root / experiment).resolve().as_uri())
-        except MlflowException as error:
-            raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
+        self._experiment_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        """The study's experiment, created (with its local store) on first use, tagged for the training view."""
+        if self._experiment_id is None:
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                found = self.client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    root = self.artifact_root
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment, tags=EXPERIMENT_KIND,
+                        artifact_location=None if root is None else (root / self.experiment).resolve().as_uri())
+                else:
+                    self._experiment_id = found.experiment_id
+                    for key, value in EXPERIMENT_KIND.items():
+                        if found.tags.get(key) != value:
+                            self.client.set_experiment_tag(self._experiment_id, key, value)
+            except MlflowException as error:
+                raise TrackingError(f"MLflow tracking store {self.uri}: {error.message.splitlines()[0]}") from None
+        return self._experiment_id
 
     # ------------------------------------------------------------------------------------ any run
 
@@ -59,9 +85,10 @@ class Tracker:
         self.log(run_id, params=params, metrics=metrics)
         return run_id
 
-    def log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}) -> None:
+    def log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {},
+            step: int = 0) -> None:
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
                               params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
@@ -74,12 +101,16 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
     @contextmanager
-    def ending(self, run_id: str) -> Iterator[None]:
-        """Ends the run as FINISHED when the block completes, KILLED on Ctrl-C, FAILED on any error."""
+    def ending(self, run_id: str, finished: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        """Ends the run as FINISHED when the block completes (or raises one of ``finished``), KILLED on
+        Ctrl-C, FAILED on any other error."""
         status = "FAILED"
         try:
             yield
             status = "FINISHED"
+        except finished:
+            status = "FINISHED"
+            raise
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -89,19 +120,36 @@ class Tracker:
     # ------------------------------------------------------------------------------------ a study's runs
 
     def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        self.share_runs_view()
         return self.start_run(f"search {time.strftime('%Y-%m-%d %H:%M:%S')}", params=params,
                               tags={"study": self.experiment, **tags})
 
-    def log_trial(self, parent_run_id: str, trial_number: int, *, params: Mapping[str, Any],
-                  metrics: Mapping[str, float], tags: Mapping[str, str], architecture_json: str | None,
-                  status: str = "FINISHED") -> str:
-        """A finished trial as a nested run of the search's parent run; returns its run id."""
-        run_id = self.start_run(f"trial {trial_number}", parent=parent_run_id, params=params, metrics=metrics,
-                                tags={"study": self.experiment, "trial_number": str(trial_number), **tags})
+    def start_trial(self, search_run_id: str, trial_number: int) -> str:
+        """A trial's run, started as the trial starts; returns its id."""
+        return self.start_run(f"trial {trial_number}", tags={"study": self.experiment, "search_run_id": search_run_id,
+                                                              "trial_number": str(trial_number)})
+
+    def log_trial(self, run_id: str, *, params: Mapping[str, Any], metrics: Mapping[str, float],
+                  tags: Mapping[str, str], architecture_json: str | None) -> None:
+        """What a trial found, in its run (the caller ends the run)."""
+        self.log(run_id, params=params, metrics=metrics)
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
         if architecture_json is not None:
             self.log_text(run_id, architecture_json, "architecture.json")
-        self.end_run(run_id, status)
-        return run_id
+
+    def share_runs_view(self, metrics: tuple[str, ...] = ()) -> None:
+        """The runs page as :data:`RUNS_VIEW` shows it: the score columns, those it showed already (trained
+        accuracies) and ``metrics``, best CNTK first. MLflow keeps a shared view as an experiment tag that a
+        ``viewStateShareKey`` link opens."""
+        key = f"mlflow.sharedViewState.{RUNS_VIEW}"
+        shown = self.client.get_experiment(self.experiment_id).tags.get(key)
+        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*VIEW_METRICS, *metrics)),
+                                 *([] if shown is None else json.loads(shown)["selectedColumns"]),
+                                 *(f"params.`{p}`" for p in VIEW_PARAMS)])
+        view = {"orderByKey": f"metrics.`{VIEW_METRICS[0]}`", "orderByAsc": False, "selectedColumns": list(columns),
+                "runsHiddenMode": "SHOW_ALL"}
+        self.client.set_experiment_tag(self.experiment_id, key, json.dumps(view))
 
     def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, history_figure: Any | None,
                            metrics: Mapping[str, float]) -> None:
@@ -111,7 +159,9 @@ class Tracker:
             self.log_figure(run_id, history_figure, "optimization_history.png")
 
     def log_trained(self, run_id: str, label: str, settings: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        """A trained network's result in its trial's run, under ``trained.LABEL.``: other labels are kept."""
+        """A trained network's result in its trial's run, under ``trained.LABEL.``: other labels are kept.
+        Its test accuracy also goes to the search run at the trial's step, beside the trial's kernel scores
+        (charted against them, the kernel-against-trained scatter), and into the shared runs view."""
         prefix = f"trained.{label}."
         now = int(time.time() * 1000)
         curves = [Metric(f"{prefix}{name}", float(value), now, epoch)
@@ -120,12 +170,17 @@ class Tracker:
                  metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")})
         self.client.log_batch(run_id, metrics=curves)
         self.client.set_tag(run_id, f"{prefix}device", result["device"])
+        tags = self.client.get_run(run_id).data.tags
+        if "search_run_id" in tags:
+            self.log(tags["search_run_id"], metrics={f"{prefix}test_accuracy": result["test_accuracy"]},
+                     step=int(tags["trial_number"]))
+        self.share_runs_view((f"{prefix}test_accuracy",))
 
     def latest_search_run(self) -> str:
-        """The study's most recent search run (a run without a parent): where study-wide results go."""
+        """The study's most recent search run (a run that is not a trial's): where study-wide results go."""
         for run in self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"],
                                            max_results=50000):
-            if "mlflow.parentRunId" not in run.data.tags:
+            if "trial_number" not in run.data.tags:
                 return run.info.run_id
         raise TrackingError(f"no search run of study {self.experiment!r} in {self.uri}")
 
@@ -136,6 +191,17 @@ class Tracker:
         self.log_text(run_id, table.to_csv(index=False), f"{prefix}/scores.csv")
         self.log_text(run_id, report, f"{prefix}/correlation.txt")
         self.log_figure(run_id, figure, f"{prefix}/correlation.png")
+
+
+def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
+    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``."""
+    client = MlflowClient(uri)
+    try:
+        experiments = client.search_experiments()
+    except MlflowException as error:
+        raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
+    return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"
+            for e in experiments if f"mlflow.sharedViewState.{RUNS_VIEW}" in e.tags}
 
 
 def _check_server(uri: str) -> None:

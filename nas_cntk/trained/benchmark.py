@@ -25,10 +25,12 @@ from nas_cntk.description.architecture import Architecture, nasbench201_network
 from nas_cntk.errors import ArchitectureError, KernelError, NasCntkError
 from nas_cntk.kernels import plan
 from nas_cntk.scoring.regression import Score, score
-from nas_cntk.search import Stores, Tracker, load_space
 from nas_cntk.search.cache import ScoreCache
+from nas_cntk.search.space import load_space
+from nas_cntk.search.stores import Stores
+from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
-from nas_cntk.trained.results import SCORES
+from nas_cntk.trained.settings import SCORES
 
 ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from nas_cntk.errors import NasCntkError
@@ -129,17 +130,19 @@ def correlation_figure(kernel: pd.Series, trained: pd.Series, result: Correlatio
     figure = Figure(figsize=(11, 5), layout="constrained")
     scores, ranks = figure.subplots(1, 2)
     scores.scatter(both["kernel"], both["trained"], color="tab:blue", alpha=0.7)
-    for name, label, color, offset in ((result.kernel_pick, "kernel pick", "tab:red", 8),
-                                       (result.trained_best, "best trained", "tab:green", -14)):
+    for name, label, color in ((result.kernel_pick, "kernel pick", "tab:red"),
+                               (result.trained_best, "best trained", "tab:green")):
         point = both.loc[name]
-        scores.scatter(point["kernel"], point["trained"], s=160, facecolors="none", edgecolors=color, linewidths=2)
-        scores.annotate(f"{label}: {name}", (point["kernel"], point["trained"]), xytext=(6, offset),
-                        textcoords="offset points", color=color, fontsize=8)
+        scores.scatter(point["kernel"], point["trained"], s=160, facecolors="none", edgecolors=color, linewidths=2,
+                       label=f"{label}: {name}")
+    scores.legend(loc="best", fontsize=8)  # a legend stays inside the panel, where a label by the point may not
     scores.set(xlabel=kernel_label, ylabel=trained_label, title="scores")
     # average ranks for ties, as Spearman uses
     kernel_rank, trained_rank = stats.rankdata(-both["kernel"]), stats.rankdata(-both["trained"])
     ranks.scatter(kernel_rank, trained_rank, color="tab:blue", alpha=0.7)
     ranks.plot([1, result.n], [1, result.n], color="gray", linestyle="--", linewidth=1)
+    for axis in (ranks.xaxis, ranks.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
     ranks.invert_xaxis()
     ranks.invert_yaxis()
     ranks.set(xlabel=f"rank by {kernel_label}", ylabel=f"rank by {trained_label}", title="ranks (1 = best)")

@@ -21,14 +21,16 @@ from nas_cntk import checks
 from nas_cntk.data import DataSettings, DataSplits, load_training_data
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError, TrainingDiverged
-from nas_cntk.search import Stores, Tracker, trial_architecture
-from nas_cntk.search.leaderboard import distinct_trials
+from nas_cntk.search.leaderboard import distinct_trials, trial_architecture
+from nas_cntk.search.stores import Stores
+from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import correlate, correlation_figure, format_correlation
-from nas_cntk.trained.training import TrainResult, TrainSettings, train
+from nas_cntk.trained.settings import SCORES, TrainSettings
+from nas_cntk.trained.training import TrainResult, train
 
 PREFIX = "trained:"
-# The kernel scores a ranking can be correlated with: the regression accuracy of each kernel.
-SCORES = {"cntk": "cntk_val_accuracy", "nngp": "nngp_val_accuracy"}
+# Below this many paired networks a rank correlation says little: correlate warns.
+FEW_FOR_A_RANKING = 10
 
 
 def select(study: optuna.Study, *, top: int | None = None, trials: list[int] | None = None,
@@ -202,7 +204,8 @@ def run_training(stores: Stores, settings: TrainSettings, *, study: str | None =
     diverged = train_trials(found, networks, todo, settings, data, tracker, device=device)
     kept = results(found).get(settings.label, {})
     table = pd.DataFrame([{"trial": t.number, "cntk_acc": t.value, "test_acc": kept[t.number]["test_accuracy"],
-                           "train_s": kept[t.number]["seconds"], "network": architecture_id(t)}
+                           "train_s": kept[t.number]["seconds"],
+                           "network": t.user_attrs.get("name") or t.user_attrs["summary"]}
                           for t in chosen if t.number in kept])
     return TrainingRun(table, diverged)
 
@@ -235,6 +238,10 @@ def run_correlation(stores: Stores, *, study: str | None = None, label: str | No
     kernel_label = f"{kernel.upper()} validation accuracy"
     report = (f"study {found.study_name}, {kernel_label} vs trained test accuracy ({label})\n"
               f"{format_correlation(result)}")
+    if result.n < FEW_FOR_A_RANKING:
+        report += (f"\nwarning: {result.n} networks are too few for a ranking claim (the intervals say how little "
+                   f"is known); train at least {FEW_FOR_A_RANKING}, e.g. nas-cntk train --sample "
+                   f"{FEW_FOR_A_RANKING}")
     figure = correlation_figure(by_id["kernel"], by_id["trained"], result, kernel_label=kernel_label)
     plot = Path(out or stores.trials_dir / "correlation" / f"{found.study_name}-{kernel}-{label}.png")
     plot.parent.mkdir(parents=True, exist_ok=True)

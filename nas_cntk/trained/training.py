@@ -14,8 +14,6 @@ The paper's ``fix`` variant keeps the first conv and the readout at their initia
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,55 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nas_cntk import checks
 from nas_cntk.data import DataSplits
 from nas_cntk.description.architecture import Architecture
-from nas_cntk.errors import NasCntkError, TrainingDiverged
-
-SCHEDULES = ("onecycle", "cosine")
-PARAMETERIZATIONS = ("ntk", "standard")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    width: int = 128
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 4.0                  # for the N(0, 1) parameters of the NTK parameterisation (see module doc)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4       # on the effective weights, whichever the parameterisation
-    schedule: str = "onecycle"
-    parameterization: str = "ntk"
-    train_size: int | None = None    # None: the whole training split but the search's validation images
-    test_size: int = 10000
-    resolution: int = 32
-    augment: bool = True             # random crops (padding resolution / 8) and horizontal flips
-    seed: int = 0
-    batch_norm: bool = False         # a BatchNorm2d after every conv, as NAS-Bench-201 trains its cells
-
-    def __post_init__(self) -> None:
-        for name in ("width", "epochs", "batch_size"):
-            checks.integer(getattr(self, name), f"--{name.replace('_', '-')}")
-        for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
-                raise NasCntkError(f"--{name.replace('_', '-')}: expected a finite number "
-                                   f"{'> 0' if name == 'lr' else '>= 0'}, got {value}")
-        if self.schedule not in SCHEDULES:
-            raise NasCntkError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise NasCntkError(f"--parameterization: expected one of {', '.join(PARAMETERIZATIONS)}, "
-                               f"got {self.parameterization!r}")
-
-    @property
-    def label(self) -> str:
-        """Names a result, e.g. ``w128-e30-nall-r32-s0-1a2b3c``: the digest covers every setting."""
-        settings = asdict(self)
-        if not self.batch_norm:  # left out when off, so labels from before the option still match
-            del settings["batch_norm"]
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
-        return (f"w{self.width}-e{self.epochs}-n{self.train_size or 'all'}-r{self.resolution}-s{self.seed}"
-                f"-{digest}")
+from nas_cntk.errors import TrainingDiverged
+from nas_cntk.trained.settings import TrainSettings
 
 
 @dataclass(frozen=True)
