@@ -5,9 +5,22 @@ the command line reads them before anything heavy is imported); ``space`` reads 
 and proposes architectures; ``study`` runs the Optuna study (sampler, workers, resume) whose
 objective scores each proposal; ``cache`` keeps scores by architecture and data; ``tracking`` logs
 every trial to MLflow; ``leaderboard`` ranks a study's architectures and ``export`` writes the best
-as standalone PyTorch. Import the modules themselves: the package imports nothing, so that its light
-modules stay light.
+as standalone PyTorch. The names below are the package's public face, each imported from its
+module on first use, so that the light modules stay light.
 
 May import: :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`, :mod:`nas_cntk.description`,
 :mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
 """
+import importlib
+
+_PUBLIC = {"SAMPLERS": "settings", "SearchSettings": "settings", "Stores": "stores", "load_study": "stores",
+           "local_tracking_uri": "stores", "SearchSpace": "space", "load_space": "space", "Search": "study",
+           "finished_trials": "study", "run_search": "study", "Tracker": "tracking", "format_table": "leaderboard",
+           "leaderboard": "leaderboard", "trial_architecture": "leaderboard", "run_export": "export"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,9 +5,22 @@ line reads them before anything heavy is imported); ``training`` trains the fini
 description; ``results`` keeps trained results on a
 study and pairs them with the kernel scores (``nas-cntk train``); ``correlation`` measures rank
 agreement with bootstrap intervals (``nas-cntk correlate``); ``benchmark`` scores a sample of
-NAS-Bench-201's table of trained networks (``nas-cntk benchmark nb201``). Import the modules
-themselves: the package imports nothing.
+NAS-Bench-201's table of trained networks (``nas-cntk benchmark nb201``). The names below are the
+package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.search`, :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`,
 :mod:`nas_cntk.description`, :mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
 """
+import importlib
+
+_PUBLIC = {"PARAMETERIZATIONS": "settings", "SCHEDULES": "settings", "SCORES": "settings",
+           "TrainSettings": "settings", "run_correlation": "results", "run_training": "results",
+           "EXPERIMENT": "benchmark", "BenchmarkSettings": "benchmark", "format_report": "benchmark",
+           "run_benchmark": "benchmark"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
