@@ -164,10 +164,10 @@ class Grid:
         return t.contiguous()
 
 
-@cache
-def _window_matrix(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, radius: int,
-                   first: bool, second: bool) -> torch.Tensor:
-    """The window average on one axis as a sparse (S_out * size, S_in * size) matrix (see window_average)."""
+def window_entries(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, radius: int, first: bool,
+                   second: bool) -> tuple[list[int], list[int], list[float]]:
+    """The window average on one axis as the (row, column, value) entries of a (S_out * size, S_in * size)
+    matrix on the (shift, position) plane (see :meth:`Grid.window_average`)."""
     offsets = range(-radius, radius + 1)
     count = [sum(0 <= i + a < size for a in offsets) for i in range(size)]
     rows, cols, values = [], [], []
@@ -180,6 +180,14 @@ def _window_matrix(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size
                         rows.append(k * size + i)
                         cols.append(shifts_in.index((s + b - a) % size) * size + i + a)
                         values.append((1 / count[i] if first else 1) * (1 / count[j] if second else 1))
+    return rows, cols, values
+
+
+@cache
+def _window_matrix(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, radius: int,
+                   first: bool, second: bool) -> torch.Tensor:
+    """The window average on one axis as a sparse matrix (see window_average)."""
+    rows, cols, values = window_entries(shifts_in, shifts_out, size, radius, first, second)
     shape = (len(shifts_out) * size, len(shifts_in) * size)
     return torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(values, dtype=torch.float64), shape,
                                    check_invariants=True).coalesce()

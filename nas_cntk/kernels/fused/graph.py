@@ -18,7 +18,7 @@ from itertools import combinations
 
 import numpy as np
 
-from nas_cntk.description.grid import Grid
+from nas_cntk.description.grid import Grid, window_entries
 from nas_cntk.description.ops import AvgPool, Conv, Identity, Kind, Relu, Zero
 from nas_cntk.kernels.plan import Plan
 
@@ -328,21 +328,10 @@ def _pool_matrices(b: _Builder, op: AvgPool, g: Grid, out: Grid, first: bool, se
     """A pool per axis, applied to the first image, the second or both (see :class:`Grid`'s pools)."""
     def axis(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, size_out: int) -> int:
         def build():
-            rows, cols, values = [], [], []
             if op.same_size:
-                radius = op.window // 2
-                offsets = range(-radius, radius + 1)
-                count = [sum(0 <= i + a < size for a in offsets) for i in range(size)]
-                for k, s in enumerate(shifts_out):
-                    for i in range(size):
-                        j = (i + s) % size
-                        for a in offsets if first else (0,):
-                            for c in offsets if second else (0,):
-                                if 0 <= i + a < size and 0 <= j + c < size:
-                                    rows.append(k * size + i)
-                                    cols.append(shifts_in.index((s + c - a) % size) * size + i + a)
-                                    values.append((1 / count[i] if first else 1) * (1 / count[j] if second else 1))
+                rows, cols, values = window_entries(shifts_in, shifts_out, size, op.window // 2, first, second)
             else:
+                rows, cols, values = [], [], []
                 w = op.window
                 for k, s in enumerate(shifts_out):
                     for i in range(size_out):
