@@ -72,7 +72,6 @@ class Program:
     grids: tuple[np.ndarray, ...]      # per grid: (rows, cols, H, W, map offsets); concatenated maps
     vectors: list[tuple[str, int, int]]  # OUTER's per-image vectors: ("mean" | "relu_mean", node, offset)
     vector_size: int
-    variance_nodes: list[int]  # variance slot -> node whose same-pixel Sigma a ReLU normalises by
     variance_offsets: np.ndarray  # variance slot -> offset in an image's variances (its H x W follow)
     variance_size: int
 
@@ -80,7 +79,6 @@ class Program:
 @dataclass
 class _Builder:
     plan: Plan
-    record: bool
     code: list[tuple[int, ...]] = field(default_factory=list)
     alpha: list[float] = field(default_factory=list)
     beta: list[float] = field(default_factory=list)
@@ -168,7 +166,7 @@ def _size(g: Grid) -> int:
 def lower(p: Plan, record: bool) -> Program:
     """The program of ``p``: for the pairs (x, x) on the image grids recording each image's variances
     (``record``), else for any pairs on the pair grids, ending in the readout's sums."""
-    b = _Builder(p, record)
+    b = _Builder(p)
     grids, cross_grids = (p.image_grids, p.image_cross_grids) if record else (p.pair_grids, p.pair_cross_grids)
     nodes, ntk = p.arch.nodes, not record
     variance_slots = {n: k for k, n in enumerate(sorted(p.variance_nodes))}
@@ -408,7 +406,7 @@ def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
     variance_sizes = [b.plan.sizes[n][0] * b.plan.sizes[n][1] for n in variance_nodes]
     variance_offsets = np.cumsum([0, *variance_sizes]).astype(np.int64)
     return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, tiles, maps, grids, vectors,
-                   sum(b.vector_sizes), variance_nodes, variance_offsets[:-1], int(variance_offsets[-1]))
+                   sum(b.vector_sizes), variance_offsets[:-1], int(variance_offsets[-1]))
 
 
 def _tiles(code: np.ndarray, b: _Builder, matrices: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
