@@ -15,12 +15,14 @@ import optuna
 import pytest
 import torch
 import torch.nn.functional as F
+from test_fused import DEVICE
 
 import nas_cntk
 from nas_cntk.description import nasbench201, nasbench201_network
 from nas_cntk.errors import InvalidCandidate
 from nas_cntk.kernels import plan
-from nas_cntk.kernels.fused.graph_cpu import GraphPairs
+from nas_cntk.kernels.fused import graph_cpu, graph_cuda
+from nas_cntk.kernels.fused.graph import GraphPairs
 from nas_cntk.search import load_space
 from nas_cntk.search.space import check_candidate
 
@@ -52,24 +54,29 @@ def genotype(seed: int) -> str:
                                              for j in range(1, nasbench201.NODES)))
 
 
-def graph_kernel(arch, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def graph_kernel(arch, x1: torch.Tensor, x2: torch.Tensor, interpreter) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs of x1 and x2 through one GraphPairs."""
-    pairs = GraphPairs(plan(arch, *x1.shape[2:]), x1, x2)
+    pairs = GraphPairs(plan(arch, *x1.shape[2:]), x1, x2, interpreter)
     i, j = (k.flatten() for k in torch.meshgrid(torch.arange(len(x1)), torch.arange(len(x2)), indexing="ij"))
     nngp, ntk = arch.readout.kernels(*pairs.means(i, j), trainable=not arch.fix_first_and_readout)
     return nngp.view(len(x1), len(x2)).double(), ntk.view(len(x1), len(x2)).double()
 
 
-def check(arch, size: int, seed: int) -> None:
-    x1, x2 = images(2, seed, size), images(2, seed + 1, size)
-    x2 = torch.cat([x2, x1[1:]])  # an image with itself
+def check(arch, size: int, seed: int, backend: str = "cpu") -> None:
+    """The graph kernel against the plain path in float64 on the CPU: 2 x 3 pairs on the CPU
+    interpreter, in float32 and float64; 1 x 2 on Triton (float32), whose interpreter is slow."""
+    interpreter, device, dtypes, count = {
+        "cpu": (graph_cpu.Interpreter, "cpu", ((torch.float32, 1e-5), (torch.float64, 1e-10)), 2),
+        "triton": (graph_cuda.Interpreter, DEVICE, ((torch.float32, 1e-5),), 1)}[backend]
+    x1, x2 = images(count, seed, size), images(count, seed + 1, size)
+    x2 = torch.cat([x2, x1[-1:]])  # an image with itself
     want = nas_cntk.kernel(arch, x1, x2, dtype=torch.float64, fused=False, torch_compile=False)
-    for dtype, rtol in ((torch.float32, 1e-5), (torch.float64, 1e-10)):
-        nngp, ntk = graph_kernel(arch, x1.to(dtype), x2.to(dtype))
+    for dtype, rtol in dtypes:
+        nngp, ntk = graph_kernel(arch, x1.to(device, dtype), x2.to(device, dtype), interpreter)
         for got, exact, name in ((nngp, want.nngp, "NNGP"), (ntk, want.ntk, "NTK")):
             # max(.., tiny): a cell of `none` edges is a constant network, whose kernel is exactly 0
-            error = (got - exact).abs().max().item() / max(exact.abs().max().item(), 1e-300)
-            assert error <= rtol, f"{arch.summary()} {dtype} {name}: relative error {error:.2e} > {rtol:g}"
+            error = (got.cpu() - exact).abs().max().item() / max(exact.abs().max().item(), 1e-300)
+            assert error <= rtol, f"{arch.summary()} {backend} {dtype} {name}: relative error {error:.2e} > {rtol:g}"
 
 
 @pytest.mark.parametrize("k", range(8))
@@ -88,12 +95,27 @@ def test_each_nasbench201_op_on_every_edge_at_16x16(op: str) -> None:
     check(nasbench201_network(cell, 1), 16, 3)
 
 
-def test_strided_convs_flatten_and_the_fix_variant() -> None:
-    arch = nas_cntk.load({"readout": "flatten", "fix_first_and_readout": True, "bias_std": 0.2, "layers": [
+def strided_flatten_fix_network() -> nas_cntk.Architecture:
+    return nas_cntk.load({"readout": "flatten", "fix_first_and_readout": True, "bias_std": 0.2, "layers": [
         {"op": "conv", "kernel": 3}, {"op": "relu"}, {"op": "conv", "kernel": 3, "stride": 2},
         {"op": "residual", "body": [{"op": "relu"}, {"op": "conv", "kernel": 3}]},
         {"op": "avg_pool", "window": 3, "stride": 1}, {"op": "relu"}]})
-    check(arch, 8, 11)
+
+
+def test_strided_convs_flatten_and_the_fix_variant() -> None:
+    check(strided_flatten_fix_network(), 8, 11)
+
+
+EVERY_OP_CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+
+
+@pytest.mark.parametrize("network", ["every NAS-Bench-201 op, 4x4", "default space, 8x8", "strided, flatten, fix"])
+def test_triton_graph_kernel(network: str) -> None:
+    """Every instruction of the Triton interpreter (in Triton's interpreter where there is no GPU)."""
+    arch, size = {"every NAS-Bench-201 op, 4x4": (nasbench201_network(EVERY_OP_CELL, 1), 4),
+                  "default space, 8x8": (default_space_networks(8, 8)[0], 8),
+                  "strided, flatten, fix": (strided_flatten_fix_network(), 8)}[network]
+    check(arch, size, 5, "triton")
 
 
 def test_kernel_takes_the_graph_kernel_for_networks_that_are_not_chains() -> None:

@@ -1,8 +1,8 @@
 """``kernel()``: the exact NNGP and NTK of an architecture between two sets of images.
 
 Image pairs go through the network in batches, each pair holding only the pixel pairs its readout
-needs. Chain networks in float32 take a fused kernel (:mod:`nas_cntk.kernels.fused`); everything
-else takes the plain path (:mod:`nas_cntk.kernels.propagate`), the reference every fused result is
+needs. Float32 on the CPU or a CUDA GPU takes a fused kernel (:mod:`nas_cntk.kernels.fused`);
+everything else takes the plain path (:mod:`nas_cntk.kernels.propagate`), the reference every fused result is
 tested against. Either way this module only fills the matrices, with a progress bar.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from nas_cntk.description.architecture import Architecture, load
 from nas_cntk.errors import KernelError
 from nas_cntk.kernels import batching
-from nas_cntk.kernels.fused import backend, chain
+from nas_cntk.kernels.fused import GraphPairs, backend, chain, graph_backend
 from nas_cntk.kernels.plan import Plan, plan
 from nas_cntk.kernels.propagate import image_statistics, propagate
 
@@ -43,9 +43,9 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     ``x2=None`` means ``x2 = x1``; the symmetric matrix is then computed once per unordered pair.
     ``progress`` shows a bar with an ETA (default: for long runs).
     In float32, chain networks (convs and ReLUs, no pools or branches) run on a fused chain kernel
-    that keeps each pixel-pair slice on chip through every layer, on the CPU or a CUDA GPU; on the
-    CPU every other network runs on the fused graph kernel, which keeps each pair's buffers in cache
-    through the whole graph (float64 too, with ``fused=True``). ``fused=False`` forces the plain
+    that keeps each pixel-pair slice on chip through every layer, and every other network on the
+    fused graph kernel, which keeps each pair's buffers in cache through the whole graph; both on
+    the CPU or a CUDA GPU (on the CPU float64 too, with ``fused=True``). ``fused=False`` forces the plain
     path, the reference. There, work is tiled into batches of image pairs that fit
     ``memory_budget`` bytes (default: from the device's free memory), and ``torch_compile`` fuses
     each batch's pass with torch.compile (default: when the work repays compiling).
@@ -60,12 +60,11 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     p = plan(arch, x1.shape[2], x1.shape[3])
     n1, n2 = len(x1), len(x1) if x2 is None else len(x2)
     total = n1 * (n1 + 1) // 2 if x2 is None else n1 * n2
-    net = chain(arch) if fused is not False and device.type in ("cpu", "cuda") and dtype == torch.float32 \
-        else None
-    graph = net is None and device.type == "cpu" and (fused or (fused is None and dtype == torch.float32))
+    fusable = device.type == "cpu" or (device.type == "cuda" and dtype == torch.float32)
+    net = chain(arch) if fused is not False and fusable and dtype == torch.float32 else None
+    graph = net is None and fusable and (fused or (fused is None and dtype == torch.float32))
     if fused and net is None and not graph:
-        raise KernelError("fused=True needs the CPU, or a chain network (convs and ReLUs, no pools or branches) "
-                          "in float32 on a CUDA GPU")
+        raise KernelError("fused=True needs the CPU, or float32 on a CUDA GPU")
     pairs: Pairs
     # Fused batches are sized so that one takes well under a second: the progress bar moves, and an
     # interrupt loses little.
@@ -73,10 +72,9 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
         pairs = backend(device).Pairs(net, p.pair_grids[-1], x1, x2)
         batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
     elif graph:
-        from nas_cntk.kernels.fused.graph_cpu import GraphPairs  # Numba's start-up, only where it is used
-
-        pairs = GraphPairs(p, x1, x2)
-        batch = max(1, min((1 << 26) // (p.pair_grids[-1].entries * len(arch.nodes)), total))
+        pairs = GraphPairs(p, x1, x2, graph_backend(device).Interpreter)
+        batch = max(1, min((1 << (28 if device.type == "cuda" else 26)) // (p.pair_grids[-1].entries * len(arch.nodes)),
+                           total))
     else:
         compiled = batching.should_compile(p, total) if torch_compile is None else torch_compile
         pairs = PlainPairs(p, x1, x2, total, memory_budget or batching.default_memory_budget(device), compiled)

@@ -10,17 +10,24 @@ Every linear map of the pixel pairs (a conv's box filter, both pools, a stride, 
 is separable: one sparse matrix on the (shift, row) plane and one on the (shift, column) plane. A
 pair tensor of grid g is stored as a ``(len(g.rows) * H) x (len(g.cols) * W)`` matrix, entry
 ``(r * H + i, c * W + j)`` pairing pixel (i, j) of x with ((i + rows[r]) % H, (j + cols[c]) % W) of x'.
+
+:class:`GraphPairs` runs a network's programs on an interpreter, one per backend: :mod:`.graph_cpu`
+(Numba) or :mod:`.graph_cuda` (Triton).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Protocol
 
 import numpy as np
+import torch
 
 from nas_cntk.description.grid import Grid, window_entries
 from nas_cntk.description.ops import AvgPool, Conv, Identity, Kind, Relu, Zero
 from nas_cntk.kernels.plan import Plan
+from nas_cntk.kernels.propagate import ImageStats, image_statistics
 
 # Instructions: one row of ``code`` each, (opcode, out, a, b, c, in grid, out grid) with unused
 # fields -1; a, b, c are slots unless said otherwise. Grids are indices into the grid table.
@@ -474,3 +481,68 @@ def _allocate(code: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
             free.setdefault(sizes[slot], []).append(offsets[slot])
     return offsets, max(arena, 1)
 
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+class Interpreter(Protocol):
+    """A backend's interpreter of one program, for images of one dtype on one device."""
+
+    def __init__(self, program: Program, like: torch.Tensor): ...
+
+    def __call__(self, x1: torch.Tensor, x2: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor,
+                 vec1: torch.Tensor, vec2: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """The program on the pairs (x1[i[k]], x2[j[k]]): each pair's readout sums of Sigma and Theta,
+        ``(len(i), 2)`` float64. In a record program the pairs are (x, x) and the variances are written
+        into var1 (= var2)."""
+        ...
+
+
+class GraphPairs:
+    """Kernels between images x1 and x2 (None: x1 with itself) for any pairs; the per-image work done once.
+
+    The per-image vectors of the cross rules (fork means, ReLU output means) come from the plain
+    path's image pass; the variances the ReLUs normalise by from the record program on the
+    interpreter itself, so that an image paired with itself sees its variances bit for bit (see
+    :mod:`nas_cntk.description.ops.relu`).
+    """
+
+    def __init__(self, p: Plan, x1: torch.Tensor, x2: torch.Tensor | None, interpreter: type[Interpreter]):
+        self.p = p
+        program, record = lower(p, record=False), lower(p, record=True)
+        self.run, run_record = interpreter(program, x1), interpreter(record, x1)
+        image_batch = max(1, (1 << 22) // max(g.entries for g in p.image_grids))
+        self.x1 = x1.contiguous()
+        self.vec1, self.var1 = self._image_work(self.x1, image_batch, program, record, run_record)
+        self.x2, self.vec2, self.var2 = self.x1, self.vec1, self.var1
+        if x2 is not None:
+            self.x2 = x2.contiguous()
+            self.vec2, self.var2 = self._image_work(self.x2, image_batch, program, record, run_record)
+
+    def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sums = self.run(self.x1, self.x2, self.var1, self.var2, self.vec1, self.vec2, i, j)
+        grid = self.p.pair_grids[-1]
+        pixels = grid.height * grid.width
+        result = (sums / (pixels**2 if self.p.arch.readout.kind == "gap" else pixels)).to(self.x1.dtype)
+        return result[:, 0], result[:, 1]
+
+    def _image_work(self, x: torch.Tensor, image_batch: int, program: Program, record: Program,
+                    run_record: Interpreter) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images' vectors for the pair program, and their variances at the ReLUs' inputs from the
+        record program on the pairs (x, x)."""
+        stats = image_statistics(self.p, x, image_batch)
+        var = x.new_zeros(len(x), max(record.variance_size, 1))
+        vectors = _vectors(stats, record, x)
+        k = torch.arange(len(x), device=x.device)
+        run_record(x, x, var, var, vectors, vectors, k, k)
+        return _vectors(stats, program, x), var
+
+
+def _vectors(stats: ImageStats, program: Program, x: torch.Tensor) -> torch.Tensor:
+    """The per-image vectors a program's cross rules read, at its offsets: fork means and ReLU output means."""
+    out = x.new_zeros(len(x), max(program.vector_size, 1))
+    for kind, node, offset in program.vectors:
+        values = stats.mean[node] if kind == "mean" else torch.sqrt(stats.variance[node] / (2 * math.pi))
+        flat = values.reshape(len(x), -1)
+        out[:, offset:offset + flat.shape[1]] = flat
+    return out

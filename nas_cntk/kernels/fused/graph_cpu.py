@@ -1,11 +1,8 @@
-"""The fused kernel for any network on the CPU: a Numba interpreter of :mod:`.graph`'s programs.
+"""The fused graph kernel on the CPU: a Numba interpreter of :mod:`.graph`'s programs.
 
 Each worker thread takes a share of the pairs and runs each pair through the whole program in its
 own arena (a few hundred KiB at 16 x 16), so a pair's buffers stay in cache from the input to the
-readout. One compiled function serves every network, float32 and float64; the per-image work
-(means for the cross rules) comes from the plain path's image pass, and the variances the ReLUs
-normalise by from the program's own record pass, so that an image paired with itself sees its
-variances bit for bit (see :mod:`nas_cntk.description.ops.relu`).
+readout. One compiled function serves every network, float32 and float64.
 """
 from __future__ import annotations
 
@@ -29,70 +26,31 @@ from nas_cntk.kernels.fused.graph import (
     VARIANCE,
     ZERO,
     Program,
-    lower,
 )
-from nas_cntk.kernels.plan import Plan
-from nas_cntk.kernels.propagate import ImageStats, image_statistics
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
 _PI = math.pi
 
 
-class GraphPairs:
-    """Kernels between images x1 and x2 (None: x1 with itself) for any pairs; the per-image work done once."""
+class Interpreter:
+    """:class:`~nas_cntk.kernels.fused.graph.Interpreter` on the CPU: the program's tables as arrays once."""
 
-    def __init__(self, p: Plan, x1: torch.Tensor, x2: torch.Tensor | None = None):
-        self.p = p
-        self.program = lower(p, record=False)
-        record = lower(p, record=True)
-        self.dtype = np.float64 if x1.dtype == torch.float64 else np.float32
-        self.x1 = np.ascontiguousarray(x1.cpu().numpy(), self.dtype)
-        self.x2 = self.x1 if x2 is None else np.ascontiguousarray(x2.cpu().numpy(), self.dtype)
-        image_batch = max(1, (1 << 22) // max(g.entries for g in p.image_grids))
-        stats1 = image_statistics(p, x1, image_batch)
-        self.vec1 = self._vectors(stats1, len(self.x1))
-        self.vec2 = self.vec1 if x2 is None else self._vectors(image_statistics(p, x2, image_batch), len(self.x2))
-        self.var1 = self._variances(record, self.x1, self.vec1)
-        self.var2 = self.var1 if x2 is None else self._variances(record, self.x2, self.vec2)
+    def __init__(self, program: Program, like: torch.Tensor):
+        dtype = like.cpu().numpy().dtype
+        grid_table, grid_maps = program.grids
+        table, indices, values = program.matrices
+        tiles_at, tiles = program.tiles
+        scratch = int(max(grid_table[:, 0].max(), 1) * max(grid_table[:, 1].max(), 1))
+        self.tables = (program.code, program.alpha, program.beta, program.offsets, program.arena, table, indices,
+                       values.astype(dtype), tiles_at, tiles.astype(dtype), *program.maps, grid_table, grid_maps,
+                       program.variance_offsets, scratch)
 
-    def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sums = _run(self.program, self.x1, self.x2, self.var1, self.var2, self.vec1, self.vec2, i.numpy(), j.numpy())
-        grid = self.p.pair_grids[-1]
-        pixels = grid.height * grid.width
-        scale = pixels**2 if self.p.arch.readout.kind == "gap" else pixels
-        result = torch.from_numpy(sums / scale).to(torch.float64 if self.dtype == np.float64 else torch.float32)
-        return result[:, 0], result[:, 1]
-
-    def _variances(self, record: Program, x: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Each image's variances at the ReLUs' inputs, from the record program on the pairs (x, x)."""
-        var = np.zeros((len(x), record.variance_size), self.dtype)
-        k = np.arange(len(x))
-        _run(record, x, x, var, var, vectors, vectors, k, k)
-        return var
-
-    def _vectors(self, stats: ImageStats, n: int) -> np.ndarray:
-        """The per-image vectors the cross rules read: fork means and ReLU output means."""
-        out = np.zeros((n, max(self.program.vector_size, 1)), self.dtype)
-        for kind, node, offset in self.program.vectors:
-            values = stats.mean[node] if kind == "mean" else torch.sqrt(stats.variance[node] / (2 * math.pi))
-            flat = values.reshape(n, -1).cpu().numpy()
-            out[:, offset:offset + flat.shape[1]] = flat
-        return out
-
-
-def _run(program: Program, x1, x2, var1, var2, vec1, vec2, i, j) -> np.ndarray:
-    """The program on the pairs (x1[i[k]], x2[j[k]]): each pair's readout sums of Sigma and Theta, (len(i), 2)."""
-    sums = np.zeros((len(i), 2), np.float64)
-    workers = max(1, min(numba.config.NUMBA_NUM_THREADS, len(i)))
-    grid_table, grid_maps = program.grids
-    scratch = int(max(grid_table[:, 0].max(), 1) * max(grid_table[:, 1].max(), 1))
-    table, indices, values = program.matrices
-    tiles_at, tiles = program.tiles
-    _interpret(x1, x2, var1, var2, vec1, vec2, np.asarray(i, np.int64), np.asarray(j, np.int64), program.code,
-               program.alpha, program.beta, program.offsets, program.arena, table, indices, values.astype(x1.dtype),
-               tiles_at, tiles.astype(x1.dtype),
-               *program.maps, grid_table, grid_maps, program.variance_offsets, scratch, workers, sums)
-    return sums
+    def __call__(self, x1, x2, var1, var2, vec1, vec2, i, j) -> torch.Tensor:
+        sums = np.zeros((len(i), 2), np.float64)
+        workers = max(1, min(numba.config.NUMBA_NUM_THREADS, len(i)))
+        arrays = (t.numpy() for t in (x1, x2, var1, var2, vec1, vec2))  # views: the record pass writes var1
+        _interpret(*arrays, np.asarray(i, np.int64), np.asarray(j, np.int64), *self.tables, workers, sums)
+        return torch.from_numpy(sums)
 
 
 @numba.njit(parallel=True, **_JIT)

@@ -1,0 +1,258 @@
+"""The fused graph kernel on a CUDA GPU: a Triton interpreter of :mod:`.graph`'s programs.
+
+A persistent grid of programs, each taking pairs in turn and running a pair through the whole
+program in its own arena in global memory (hundreds of KiB to tens of MiB a program, so an arena
+stays in the L2 cache at small sizes). Every instruction is a loop over blocks of its output
+entries, followed by a barrier: the next instruction reads entries other threads wrote. One
+compiled kernel serves every network; the program is a table read at run time. Float32, without
+fused multiply-adds, so that the pairs (x, x) repeat the record pass bit for bit (see
+:mod:`.cuda`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from nas_cntk.kernels.fused import graph
+from nas_cntk.kernels.fused.cuda import _angle
+
+_BLOCK = 1024
+_WARPS = 4
+_PROGRAMS_PER_SM = 8
+_PI = tl.constexpr(math.pi)
+_INV_2PI = tl.constexpr(1 / (2 * math.pi))
+_INPUT, _ZERO, _LINEAR, _GATHER, _ADD, _SCALE, _RELU, _OUTER, _VARIANCE, _READOUT = (
+    tl.constexpr(op) for op in (graph.INPUT, graph.ZERO, graph.LINEAR, graph.GATHER, graph.ADD, graph.SCALE,
+                                graph.RELU, graph.OUTER, graph.VARIANCE, graph.READOUT))
+
+
+class Interpreter:
+    """:class:`~nas_cntk.kernels.fused.graph.Interpreter` on a CUDA GPU (or Triton's interpreter): the
+    program's tables on the device once."""
+
+    def __init__(self, program: graph.Program, like: torch.Tensor):
+        def ints(a):
+            return torch.as_tensor(a, dtype=torch.int64, device=like.device).contiguous().view(-1)
+
+        def floats(a):
+            return torch.as_tensor(a, dtype=torch.float32, device=like.device).contiguous().view(-1)
+
+        grid_table, grid_maps = program.grids
+        m_table, m_indices, m_values = program.matrices
+        map_starts, map_indices = program.maps
+        self.tables = (ints(program.code), floats(program.alpha), floats(program.beta), ints(program.offsets),
+                       ints(m_table), ints(m_indices), floats(m_values), ints(map_starts), ints(map_indices),
+                       ints(grid_table), ints(grid_maps), ints(program.variance_offsets))
+        self.steps = len(program.code)
+        self.arena = program.arena
+        self.work = program.arena + int(max(grid_table[:, 0].max(), 1) * max(grid_table[:, 1].max(), 1))
+
+    def __call__(self, x1, x2, var1, var2, vec1, vec2, i, j) -> torch.Tensor:
+        device = x1.device
+        i, j = (t.to(device, torch.int64).contiguous() for t in (i, j))
+        programs = min(len(i), _programs(device, 4 * self.work))
+        work = torch.empty(programs, self.work, dtype=torch.float32, device=device)
+        sums = torch.empty(len(i), 2, dtype=torch.float64, device=device)
+        _graph_kernel[(programs,)](
+            x1, x2, var1, var2, vec1, vec2, i, j, len(i), *self.tables, work, sums, self.steps, self.arena,
+            self.work, var1.shape[1], vec1.shape[1], x1.shape[1], x1.shape[2] * x1.shape[3],
+            BLOCK=_BLOCK, num_warps=_WARPS, enable_fp_fusion=False)
+        return sums
+
+
+def _programs(device: torch.device, work_bytes: int) -> int:
+    """The persistent grid: a few programs per SM, as many as a quarter of the free memory holds (a
+    few, in the interpreter)."""
+    if device.type != "cuda":
+        return 2
+    free, _ = torch.cuda.mem_get_info(device)
+    per_sm = torch.cuda.get_device_properties(device).multi_processor_count * _PROGRAMS_PER_SM
+    return max(1, min(per_sm, free // 4 // work_bytes))
+
+
+@triton.jit(do_not_specialize=["n_pairs", "steps", "arena_size", "work_size", "var_size", "vec_size", "channels",
+                               "pixels"])
+def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code, alpha, beta, offsets, m_table,
+                  m_indices, m_values, map_starts, map_indices, grid_table, grid_maps, var_offsets, work, sums, steps,
+                  arena_size, work_size, var_size, vec_size, channels, pixels, BLOCK: tl.constexpr):
+    """Each pair's readout sums of Sigma and Theta into sums (n_pairs, 2); the instructions as in
+    :mod:`.graph` (and :mod:`.graph_cpu`, its CPU twin)."""
+    arena = work + tl.program_id(0).to(tl.int64) * work_size
+    scratch = arena + arena_size
+    lanes = tl.arange(0, BLOCK)
+    for k in range(tl.program_id(0), n_pairs, tl.num_programs(0)):
+        a = tl.load(pair_a + k)
+        b = tl.load(pair_b + k)
+        for step in range(steps):
+            op = tl.load(code + 7 * step)
+            f1 = tl.load(code + 7 * step + 1)
+            f2 = tl.load(code + 7 * step + 2)
+            f3 = tl.load(code + 7 * step + 3)
+            f4 = tl.load(code + 7 * step + 4)
+            g_in = grid_table + 7 * tl.load(code + 7 * step + 5)
+            g_out = grid_table + 7 * tl.load(code + 7 * step + 6)
+            in_rows, in_cols = tl.load(g_in), tl.load(g_in + 1)
+            rows, cols, height, width = tl.load(g_out), tl.load(g_out + 1), tl.load(g_out + 2), tl.load(g_out + 3)
+            row_pixel = grid_maps + tl.load(g_out + 4)
+            row_partner, col_pixel, col_partner = row_pixel + rows, row_pixel + 2 * rows, row_pixel + 2 * rows + cols
+            size = rows * cols
+            scale_k, shift_k = tl.load(alpha + step), tl.load(beta + step)
+            out = arena + tl.load(offsets + tl.maximum(f1, 0))
+            src = arena + tl.load(offsets + tl.where((f2 >= 0) & (op != _OUTER), f2, 0))
+            if op == _INPUT:
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    u, v = e // cols, e % cols
+                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
+                                                                                         other=0)
+                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
+                                                                                            mask=live, other=0)
+                    total = tl.zeros([BLOCK], tl.float32)
+                    for ch in range(channels):
+                        total += (tl.load(x1 + (a * channels + ch) * pixels + first, mask=live, other=0.0)
+                                  * tl.load(x2 + (b * channels + ch) * pixels + second, mask=live, other=0.0))
+                    tl.store(out + e, total / channels, mask=live)
+            elif op == _ZERO:
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    tl.store(out + e, tl.zeros([BLOCK], tl.float32), mask=e < size)
+            elif op == _LINEAR:  # B on each row into the scratch, then A on whole rows of it (as on the CPU)
+                _apply_b(src, scratch, in_rows, in_cols, cols, f4, m_table, m_indices, m_values, lanes, BLOCK)
+                tl.debug_barrier()
+                _apply_a(scratch, out, rows, cols, f3, scale_k, shift_k, m_table, m_indices, m_values, lanes, BLOCK)
+            elif op == _GATHER:
+                row_map = map_indices + tl.load(map_starts + f3)
+                col_map = map_indices + tl.load(map_starts + f4)
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    at = tl.load(row_map + e // cols, mask=live, other=0) * in_cols + tl.load(col_map + e % cols,
+                                                                                              mask=live, other=0)
+                    tl.store(out + e, tl.load(src + at, mask=live, other=0.0), mask=live)
+            elif op == _ADD:
+                other = arena + tl.load(offsets + f3)
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    tl.store(out + e, tl.load(src + e, mask=live, other=0.0) + tl.load(other + e, mask=live,
+                                                                                       other=0.0), mask=live)
+            elif op == _SCALE:
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    tl.store(out + e, scale_k * tl.load(src + e, mask=live, other=0.0), mask=live)
+            elif op == _RELU:
+                at = tl.load(var_offsets + shift_k.to(tl.int32))
+                theta = arena + tl.load(offsets + tl.maximum(f3, 0))
+                theta_out = arena + tl.load(offsets + tl.maximum(f4, 0))
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    u, v = e // cols, e % cols
+                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
+                                                                                         other=0)
+                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
+                                                                                            mask=live, other=0)
+                    va = tl.load(var1 + a * var_size + at + first, mask=live, other=0.0)
+                    vb = tl.load(var2 + b * var_size + at + second, mask=live, other=0.0)
+                    sigma = tl.load(src + e, mask=live, other=0.0)
+                    # the numerics of nas_cntk.description.ops.relu: scaled before any square
+                    scale = tl.maximum(va, vb)
+                    inverse = tl.where(scale > 0, 1.0 / tl.where(scale > 0, scale, 1.0), 0.0)
+                    x, y, c = va * inverse, vb * inverse, sigma * inverse
+                    sine = tl.sqrt(tl.maximum(x * y - c * c, 0.0))
+                    rest = _PI - _angle(sine, c)
+                    tl.store(out + e, scale * ((sine + rest * c) * _INV_2PI), mask=live)
+                    if f3 >= 0:
+                        tl.store(theta_out + e, tl.load(theta + e, mask=live, other=0.0) * (rest * _INV_2PI),
+                                 mask=live)
+            elif op == _OUTER:  # f2, f3: the vectors' offsets
+                for start in range(0, size, BLOCK):
+                    e = start + lanes
+                    live = e < size
+                    u, v = e // cols, e % cols
+                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
+                                                                                         other=0)
+                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
+                                                                                            mask=live, other=0)
+                    tl.store(out + e, tl.load(vec1 + a * vec_size + f2 + first, mask=live, other=0.0)
+                             * tl.load(vec2 + b * vec_size + f3 + second, mask=live, other=0.0), mask=live)
+            elif op == _VARIANCE:
+                at = var1 + a * var_size + tl.load(var_offsets + f3)
+                r0, c0 = tl.load(g_out + 5), tl.load(g_out + 6)
+                for start in range(0, height * width, BLOCK):
+                    e = start + lanes
+                    live = e < height * width
+                    entry = (r0 * height + e // width) * cols + c0 * width + e % width
+                    tl.store(at + e, tl.load(src + entry, mask=live, other=0.0), mask=live)
+            elif op == _READOUT:  # alpha 1: GAP, every entry; 0: flatten, the same-pixel entries
+                theta = arena + tl.load(offsets + f3)
+                r0, c0 = tl.load(g_out + 5), tl.load(g_out + 6)
+                count = tl.where(scale_k > 0, size, height * width)
+                total_sigma = tl.zeros([BLOCK], tl.float64)
+                total_theta = tl.zeros([BLOCK], tl.float64)
+                for start in range(0, count, BLOCK):
+                    e = start + lanes
+                    live = e < count
+                    entry = tl.where(scale_k > 0, e, (r0 * height + e // width) * cols + c0 * width + e % width)
+                    total_sigma += tl.load(src + entry, mask=live, other=0.0).to(tl.float64)
+                    total_theta += tl.load(theta + entry, mask=live, other=0.0).to(tl.float64)
+                tl.store(sums + 2 * k, tl.sum(total_sigma, axis=0))
+                tl.store(sums + 2 * k + 1, tl.sum(total_theta, axis=0))
+            tl.debug_barrier()
+
+
+@triton.jit
+def _apply_b(src, scratch, in_rows, in_cols, cols, matrix, m_table, m_indices, m_values, lanes, BLOCK: tl.constexpr):
+    """scratch (in_rows x cols) = src B^T, B = matrix (-1: the identity); a row's terms in column order."""
+    count = in_rows * cols
+    if matrix >= 0:
+        width = tl.load(m_table + 4 * matrix + 1)
+        offset = tl.load(m_table + 4 * matrix + 2)
+        banded = tl.load(m_table + 4 * matrix + 3)
+        for start in range(0, count, BLOCK):
+            e = start + lanes
+            live = e < count
+            u, v = e // cols, e % cols
+            total = tl.zeros([BLOCK], tl.float32)
+            for f in range(width):
+                weight = tl.load(m_values + offset + f * cols + v, mask=live, other=0.0)
+                column = tl.load(m_indices + offset + f * cols + v, mask=live, other=0)
+                column = tl.where(banded != 0, column + v, column)
+                take = live & (weight != 0) & (column >= 0) & (column < in_cols)
+                total += weight * tl.load(src + u * in_cols + column, mask=take, other=0.0)
+            tl.store(scratch + e, total, mask=live)
+    else:
+        for start in range(0, count, BLOCK):
+            e = start + lanes
+            tl.store(scratch + e, tl.load(src + e, mask=e < count, other=0.0), mask=e < count)
+
+
+@triton.jit
+def _apply_a(scratch, out, rows, cols, matrix, scale, shift, m_table, m_indices, m_values, lanes,
+             BLOCK: tl.constexpr):
+    """out (rows x cols) = scale A scratch + shift, A = matrix (-1: the identity)."""
+    count = rows * cols
+    if matrix >= 0:
+        width = tl.load(m_table + 4 * matrix + 1)
+        offset = tl.load(m_table + 4 * matrix + 2)
+        banded = tl.load(m_table + 4 * matrix + 3)
+        for start in range(0, count, BLOCK):
+            e = start + lanes
+            live = e < count
+            u, v = e // cols, e % cols
+            total = tl.zeros([BLOCK], tl.float32)
+            for f in range(width):
+                weight = tl.load(m_values + offset + f * rows + u, mask=live, other=0.0)
+                row = tl.load(m_indices + offset + f * rows + u, mask=live, other=0)
+                row = tl.where(banded != 0, row + u, row)
+                total += weight * tl.load(scratch + row * cols + v, mask=live & (weight != 0), other=0.0)
+            tl.store(out + e, scale * total + shift, mask=live)
+    else:
+        for start in range(0, count, BLOCK):
+            e = start + lanes
+            tl.store(out + e, scale * tl.load(scratch + e, mask=e < count, other=0.0) + shift, mask=e < count)
