@@ -27,7 +27,6 @@ import torch
 from nas_cntk.description.grid import Grid, window_entries
 from nas_cntk.description.ops import AvgPool, Conv, Identity, Kind, Relu, Zero
 from nas_cntk.kernels.plan import Plan
-from nas_cntk.kernels.propagate import ImageStats, image_statistics
 
 # Instructions: one row of ``code`` each, (opcode, out, a, b, c, in grid, out grid) with unused
 # fields -1; a, b, c are slots unless said otherwise. Grids are indices into the grid table.
@@ -41,6 +40,8 @@ RELU = 6      # out (Sigma) and c (Theta, or -1) from a (Sigma) and b (Theta); v
 OUTER = 7     # out[u, v] = vector a of image 1 at p times vector b of image 2 at p' (vector offsets)
 VARIANCE = 8  # record mode: variance slot b of image 1 = the same-pixel entries of a
 READOUT = 9   # the pair's readout sums of Sigma (a) and Theta (b); alpha: 1 for GAP, 0 for flatten
+MEAN = 10     # record mode: out (H x W, one image's) = sqrt(alpha * the same-pixel entries of a)
+VECTOR = 11   # record mode: the vector at offset b of image 1 = a (H x W)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Program:
     tiles: tuple[np.ndarray, np.ndarray]  # per instruction the offsets of A's and B's tiled weights, or -1; weights
     maps: tuple[np.ndarray, ...]       # index maps, concatenated: starts (m,), indices
     grids: tuple[np.ndarray, ...]      # per grid: (rows, cols, H, W, map offsets); concatenated maps
-    vectors: list[tuple[str, int, int]]  # OUTER's per-image vectors: ("mean" | "relu_mean", node, offset)
+    vectors: dict[tuple[str, int], int]  # OUTER's per-image vectors: ("mean" | "relu_mean", node) -> offset
     vector_size: int
     variance_offsets: np.ndarray  # variance slot -> offset in an image's variances (its H x W follow)
     variance_size: int
@@ -114,12 +115,20 @@ class _Builder:
             self.map_parts.append(np.asarray(build(), np.int64))
         return self.maps[key]
 
-    def vector(self, kind: str, node: int, size: int) -> int:
-        """The offset of a per-image vector (H x W values) among all the vectors an image has."""
-        if (kind, node) not in self.vectors:
-            self.vectors[kind, node] = sum(self.vector_sizes)
-            self.vector_sizes.append(size)
+    def vector(self, kind: str, node: int) -> int:
+        """The offset of a per-image vector among all the vectors an image has, which the record
+        program has written by the time any program reads it."""
         return self.vectors[kind, node]
+
+    def store_vector(self, kind: str, node: int, t: Tensor | None, grid: Grid) -> None:
+        """Record mode: write a per-image vector (None: zeros on ``grid``) where later instructions, and
+        the pair program, read it."""
+        if (kind, node) in self.vectors:
+            return
+        t = t or self.zeros(grid)
+        self.vectors[kind, node] = sum(self.vector_sizes)
+        self.vector_sizes.append(t.grid.height * t.grid.width)
+        self.emit(VECTOR, -1, t.slot, self.vectors[kind, node], grid_in=t.grid, grid_out=t.grid)
 
     # --- instructions -------------------------------------------------------------------------
     def slot(self, grid: Grid) -> int:
@@ -170,14 +179,20 @@ def _size(g: Grid) -> int:
 
 # ------------------------------------------------------------------------------------------------ lowering
 
-def lower(p: Plan, record: bool) -> Program:
-    """The program of ``p``: for the pairs (x, x) on the image grids recording each image's variances
-    (``record``), else for any pairs on the pair grids, ending in the readout's sums."""
+def lower(p: Plan, reads: Program | None = None) -> Program:
+    """A program of ``p``. Without ``reads``, the record program: on the pairs (x, x) on the image
+    grids, it records each image's variances and the vectors of the cross rules. With it, the pair
+    program: on any pairs on the pair grids, reading what ``reads`` (the record program) recorded,
+    and ending in the readout's sums."""
+    record = reads is None
     b = _Builder(p)
+    if reads is not None:
+        b.vectors, b.vector_sizes = dict(reads.vectors), [reads.vector_size]
     grids, cross_grids = (p.image_grids, p.image_cross_grids) if record else (p.pair_grids, p.pair_cross_grids)
     nodes, ntk = p.arch.nodes, not record
     variance_slots = {n: k for k, n in enumerate(sorted(p.variance_nodes))}
     values: dict[int, tuple[Tensor, Tensor | None]] = {}
+    means: dict[int, Tensor | None] = {}  # record mode: each node's per-image mean (None: exactly 0)
     crosses: dict[tuple[int, int], Cross | None] = {}
     untrained_conv = p.arch.first_conv if p.arch.fix_first_and_readout else None
 
@@ -200,10 +215,12 @@ def lower(p: Plan, record: bool) -> Program:
         if node.op is None:
             sigma = b.tensor(INPUT, grid)
             values[n] = sigma, b.zeros(grid) if ntk else None
+            means[n] = None
             continue
         first = node.inputs[0]
         grid_in = node.op.input_grid(grid, *p.sizes[first])
         sigma, theta = moments(first, grid_in)
+        sigma_first = sigma
         if len(node.inputs) > 1:  # a sum, with both crosses of every pair of its inputs
             for i in node.inputs[1:]:
                 sigma_i, theta_i = moments(i, grid_in)
@@ -215,6 +232,15 @@ def lower(p: Plan, record: bool) -> Program:
                     theta = b.add(b.add(theta, c.theta_fn), c.theta_nf)
         kind_in = sum((p.kinds[i] for i in node.inputs[1:]), start=p.kinds[first])
         trainable = n != untrained_conv
+        if record:
+            mean_in = None
+            for i in node.inputs:
+                mean_in = b.add(mean_in, means[i])
+            means[n] = _mean(b, node.op, mean_in, sigma_first, grid_in, Grid.diagonal(*p.sizes[n]), kind_in)
+            if isinstance(node.op, Relu) and kind_in is not Kind.NONNEGATIVE:
+                b.store_vector("relu_mean", first, means[n], Grid.diagonal(*p.sizes[n]))
+            if n in p.forks:
+                b.store_vector("mean", n, means[n], Grid.diagonal(*p.sizes[n]))
         for f in (a for a, c in p.crossed if c == n and (a, c) in cross_grids):
             out = cross_grids[f, n]
             cross_in = node.op.input_grid(out, *p.sizes[first])
@@ -281,8 +307,7 @@ def _cross(b: _Builder, op, cross: Cross | None, grid_in: Grid, grid_out: Grid, 
     if isinstance(op, Relu):
         if fork_kind is Kind.GAUSSIAN:
             return None if cross is None else Cross(*(b.scale(t, 0.5) for t in cross.parts()))
-        size = grid_in.height * grid_in.width
-        mean, relu_mean = b.vector("mean", fork, size), b.vector("relu_mean", first, size)
+        mean, relu_mean = b.vector("mean", fork), b.vector("relu_mean", first)
         return Cross(b.tensor(OUTER, grid_in, mean, relu_mean), b.tensor(OUTER, grid_in, relu_mean, mean))
     if isinstance(op, AvgPool):
         if cross is None:
@@ -292,6 +317,22 @@ def _cross(b: _Builder, op, cross: Cross | None, grid_in: Grid, grid_out: Grid, 
         sides = (second, first_side, second, first_side)
         return Cross(*(None if t is None else b.linear(t, grid_out, *side) for t, side in zip(cross.parts(), sides)))
     raise NotImplementedError(f"no fused cross rule for {type(op).__name__}")
+
+
+def _mean(b: _Builder, op, mean: Tensor | None, sigma_first: Tensor, grid_in: Grid, out: Grid,
+          kind_in: Kind) -> Tensor | None:
+    """Mirrors each op's ``mean``: one image's per-pixel means, on a grid of one shift."""
+    if isinstance(op, (Conv, Zero)):
+        return None
+    if isinstance(op, Relu):
+        if kind_in is Kind.NONNEGATIVE:
+            return mean
+        return b.tensor(MEAN, out, sigma_first.slot, grid_in=grid_in, alpha=1 / (2 * math.pi))
+    if isinstance(op, AvgPool):
+        return None if mean is None else b.linear(mean, out, *_mean_pool_matrices(b, op, mean.grid, out))
+    if isinstance(op, Identity):
+        return mean
+    raise NotImplementedError(f"no fused mean rule for {type(op).__name__}")
 
 
 def _strided(b: _Builder, t: Tensor, stride: int, out: Grid) -> Tensor:
@@ -349,6 +390,27 @@ def _pool_matrices(b: _Builder, op: AvgPool, g: Grid, out: Grid, first: bool, se
         return b.matrix(("pool", op, first, second, shifts_in, shifts_out, size), build)
 
     return axis(g.rows, out.rows, g.height, out.height), axis(g.cols, out.cols, g.width, out.width)
+
+
+def _mean_pool_matrices(b: _Builder, op: AvgPool, g: Grid, out: Grid) -> tuple[int, int]:
+    """A pool of one image's means per axis: the average over the window's pixels inside the image
+    (``count_include_pad=False``), separable since the count is."""
+    def axis(size: int, size_out: int) -> int:
+        def build():
+            rows, cols, values = [], [], []
+            for i in range(size_out):
+                if op.same_size:
+                    window = range(max(0, i - op.window // 2), min(size, i + op.window // 2 + 1))
+                else:
+                    window = range(op.window * i, op.window * i + op.window)
+                for a in window:
+                    rows.append(i)
+                    cols.append(a)
+                    values.append(1 / len(window))
+            return _ell(size_out, rows, cols, values)
+        return b.matrix(("mean pool", op, size, size_out), build)
+
+    return axis(g.height, out.height), axis(g.width, out.width)
 
 
 def _ell(n_rows: int, rows: list[int], cols: list[int], values: list[float]) -> tuple[int, bool, np.ndarray,
@@ -409,17 +471,23 @@ def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
         grid_maps += [row_pixel, row_partner, col_pixel, col_partner]
         offset += 2 * rows + 2 * cols
     grids = (np.asarray(grid_table, np.int64).reshape(-1, 7), np.asarray([v for m in grid_maps for v in m], np.int64))
-    vectors = [(kind, node, offset) for (kind, node), offset in b.vectors.items()]
     variance_sizes = [b.plan.sizes[n][0] * b.plan.sizes[n][1] for n in variance_nodes]
     variance_offsets = np.cumsum([0, *variance_sizes]).astype(np.int64)
-    return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, tiles, maps, grids, vectors,
-                   sum(b.vector_sizes), variance_offsets[:-1], int(variance_offsets[-1]))
+    return Program(code, np.asarray(b.alpha), np.asarray(b.beta), offsets, arena, matrices, tiles, maps, grids,
+                   b.vectors, sum(b.vector_sizes), variance_offsets[:-1], int(variance_offsets[-1]))
+
+
+# Tiled weights pay below this many entries a tensor (8 x 8 with every shift): there a row is short
+# and one loop over the whole tensor beats a loop per row; above it a tiled diagonal (a tensor's
+# size) pushes the tensors out of the L2 cache, measured 1.4x slower at 16 x 16.
+_TILED_ENTRIES = 4096
 
 
 def _tiles(code: np.ndarray, b: _Builder, matrices: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """A linear map's banded matrices tiled over the whole pair tensor, where the map keeps its shape:
-    diagonal d of B then reads entry t + d of the tensor, diagonal d of A entry t + d * columns, so a
-    kernel runs each diagonal as one loop over all the entries (weights 0 where a row ends)."""
+    """A linear map's banded matrices tiled over the whole pair tensor, where the map keeps its shape
+    and the tensor is small: diagonal d of B then reads entry t + d of the tensor, diagonal d of A
+    entry t + d * columns, so a kernel runs each diagonal as one loop over all the entries (weights 0
+    where a row ends)."""
     table, _, weights = matrices
     grids = {index: g for g, index in b.grid_ids.items()}
     at = np.full((len(code), 2), -1, np.int64)
@@ -431,6 +499,8 @@ def _tiles(code: np.ndarray, b: _Builder, matrices: tuple[np.ndarray, ...]) -> t
         g_in, g_out = grids[row[5]], grids[row[6]]
         rows_in, rows_out = (len(g.rows) * g.height for g in (g_in, g_out))
         cols_in, cols_out = (len(g.cols) * g.width for g in (g_in, g_out))
+        if rows_out * cols_out > _TILED_ENTRIES:
+            continue
         for side, matrix, square in ((0, row[3], rows_in == rows_out), (1, row[4], cols_in == cols_out)):
             if matrix < 0 or not square or not table[matrix, 3]:
                 continue
@@ -456,7 +526,7 @@ def _allocate(code: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
     for k, row in enumerate(code):
         op = row[0]
         reads = {INPUT: (), ZERO: (), LINEAR: (2,), GATHER: (2,), ADD: (2, 3), SCALE: (2,), RELU: (2, 3),
-                 OUTER: (), VARIANCE: (2,), READOUT: (2, 3)}[op]
+                 OUTER: (), VARIANCE: (2,), READOUT: (2, 3), MEAN: (2,), VECTOR: (2,)}[op]
         for field_index in reads:
             if row[field_index] >= 0:
                 last_read[row[field_index]] = k
@@ -493,31 +563,29 @@ class Interpreter(Protocol):
     def __call__(self, x1: torch.Tensor, x2: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor,
                  vec1: torch.Tensor, vec2: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """The program on the pairs (x1[i[k]], x2[j[k]]): each pair's readout sums of Sigma and Theta,
-        ``(len(i), 2)`` float64. In a record program the pairs are (x, x) and the variances are written
-        into var1 (= var2)."""
+        ``(len(i), 2)`` float64. In a record program the pairs are (x, x) and the variances and vectors
+        are written into var1 (= var2) and vec1 (= vec2)."""
         ...
 
 
 class GraphPairs:
     """Kernels between images x1 and x2 (None: x1 with itself) for any pairs; the per-image work done once.
 
-    The per-image vectors of the cross rules (fork means, ReLU output means) come from the plain
-    path's image pass; the variances the ReLUs normalise by from the record program on the
-    interpreter itself, so that an image paired with itself sees its variances bit for bit (see
-    :mod:`nas_cntk.description.ops.relu`).
+    Each image's variances (what the ReLUs normalise by) and vectors (what the cross rules read)
+    come from the record program on the pairs (x, x), on the interpreter itself, so that an image
+    paired with itself repeats its variances bit for bit (see :mod:`nas_cntk.description.ops.relu`).
     """
 
     def __init__(self, p: Plan, x1: torch.Tensor, x2: torch.Tensor | None, interpreter: type[Interpreter]):
         self.p = p
-        program, record = lower(p, record=False), lower(p, record=True)
-        self.run, run_record = interpreter(program, x1), interpreter(record, x1)
-        image_batch = max(1, (1 << 22) // max(g.entries for g in p.image_grids))
+        record = lower(p)
+        self.run, run_record = interpreter(lower(p, record), x1), interpreter(record, x1)
         self.x1 = x1.contiguous()
-        self.vec1, self.var1 = self._image_work(self.x1, image_batch, program, record, run_record)
-        self.x2, self.vec2, self.var2 = self.x1, self.vec1, self.var1
+        self.var1, self.vec1 = _image_work(run_record, record, self.x1)
+        self.x2, self.var2, self.vec2 = self.x1, self.var1, self.vec1
         if x2 is not None:
             self.x2 = x2.contiguous()
-            self.vec2, self.var2 = self._image_work(self.x2, image_batch, program, record, run_record)
+            self.var2, self.vec2 = _image_work(run_record, record, self.x2)
 
     def means(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sums = self.run(self.x1, self.x2, self.var1, self.var2, self.vec1, self.vec2, i, j)
@@ -526,23 +594,11 @@ class GraphPairs:
         result = (sums / (pixels**2 if self.p.arch.readout.kind == "gap" else pixels)).to(self.x1.dtype)
         return result[:, 0], result[:, 1]
 
-    def _image_work(self, x: torch.Tensor, image_batch: int, program: Program, record: Program,
-                    run_record: Interpreter) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images' vectors for the pair program, and their variances at the ReLUs' inputs from the
-        record program on the pairs (x, x)."""
-        stats = image_statistics(self.p, x, image_batch)
-        var = x.new_zeros(len(x), max(record.variance_size, 1))
-        vectors = _vectors(stats, record, x)
-        k = torch.arange(len(x), device=x.device)
-        run_record(x, x, var, var, vectors, vectors, k, k)
-        return _vectors(stats, program, x), var
 
-
-def _vectors(stats: ImageStats, program: Program, x: torch.Tensor) -> torch.Tensor:
-    """The per-image vectors a program's cross rules read, at its offsets: fork means and ReLU output means."""
-    out = x.new_zeros(len(x), max(program.vector_size, 1))
-    for kind, node, offset in program.vectors:
-        values = stats.mean[node] if kind == "mean" else torch.sqrt(stats.variance[node] / (2 * math.pi))
-        flat = values.reshape(len(x), -1)
-        out[:, offset:offset + flat.shape[1]] = flat
-    return out
+def _image_work(run_record: Interpreter, record: Program, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images' variances and vectors, from the record program on the pairs (x, x)."""
+    var = x.new_zeros(len(x), max(record.variance_size, 1))
+    vectors = x.new_zeros(len(x), max(record.vector_size, 1))
+    k = torch.arange(len(x), device=x.device)
+    run_record(x, x, var, var, vectors, vectors, k, k)
+    return var, vectors

@@ -19,11 +19,13 @@ from nas_cntk.kernels.fused.graph import (
     GATHER,
     INPUT,
     LINEAR,
+    MEAN,
     OUTER,
     READOUT,
     RELU,
     SCALE,
     VARIANCE,
+    VECTOR,
     ZERO,
     Program,
 )
@@ -140,6 +142,16 @@ def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, v
         for i in range(height):
             for jj in range(width):
                 var1[a, offset + i * width + jj] = src[(r0 * height + i) * cols + c0 * width + jj]
+    elif op == MEAN:
+        r0, c0, in_cols = g_in[5], g_in[6], g_in[1]
+        factor = x1.dtype.type(alpha)
+        for i in range(height):
+            for jj in range(width):
+                out[i * width + jj] = math.sqrt(factor * src[(r0 * height + i) * in_cols + c0 * width + jj])
+    elif op == VECTOR:
+        offset = row[3]
+        for e in range(height * width):
+            vec1[a, offset + e] = src[e]
     elif op == READOUT:
         theta = arena[offsets[row[3]]:offsets[row[3]] + size]
         r0, c0 = g_out[5], g_out[6]

@@ -24,9 +24,9 @@ _WARPS = 4
 _PROGRAMS_PER_SM = 8
 _PI = tl.constexpr(math.pi)
 _INV_2PI = tl.constexpr(1 / (2 * math.pi))
-_INPUT, _ZERO, _LINEAR, _GATHER, _ADD, _SCALE, _RELU, _OUTER, _VARIANCE, _READOUT = (
+_INPUT, _ZERO, _LINEAR, _GATHER, _ADD, _SCALE, _RELU, _OUTER, _VARIANCE, _READOUT, _MEAN, _VECTOR = (
     tl.constexpr(op) for op in (graph.INPUT, graph.ZERO, graph.LINEAR, graph.GATHER, graph.ADD, graph.SCALE,
-                                graph.RELU, graph.OUTER, graph.VARIANCE, graph.READOUT))
+                                graph.RELU, graph.OUTER, graph.VARIANCE, graph.READOUT, graph.MEAN, graph.VECTOR))
 
 
 class Interpreter:
@@ -189,6 +189,18 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                     live = e < height * width
                     entry = (r0 * height + e // width) * cols + c0 * width + e % width
                     tl.store(at + e, tl.load(src + entry, mask=live, other=0.0), mask=live)
+            elif op == _MEAN:
+                r0, c0 = tl.load(g_in + 5), tl.load(g_in + 6)
+                for start in range(0, height * width, BLOCK):
+                    e = start + lanes
+                    live = e < height * width
+                    entry = (r0 * height + e // width) * in_cols + c0 * width + e % width
+                    tl.store(out + e, tl.sqrt(scale_k * tl.load(src + entry, mask=live, other=0.0)), mask=live)
+            elif op == _VECTOR:
+                for start in range(0, height * width, BLOCK):
+                    e = start + lanes
+                    live = e < height * width
+                    tl.store(vec1 + a * vec_size + f3 + e, tl.load(src + e, mask=live, other=0.0), mask=live)
             elif op == _READOUT:  # alpha 1: GAP, every entry; 0: flatten, the same-pixel entries
                 theta = arena + tl.load(offsets + f3)
                 r0, c0 = tl.load(g_out + 5), tl.load(g_out + 6)
