@@ -125,7 +125,7 @@ def graph_networks() -> list[tuple[str, object, int, int]]:
 
 def graph_flops_per_pair(arch, size: int) -> int:
     """Arithmetic per pair of the fused graph kernel's program: a linear map 2 per matrix entry it
-    applies, a ReLU 26 per entry (as for chains) and 1 more for Theta, the input 2C, sums 1."""
+    applies, a ReLU 26 per entry (as for chains) and 1 more for Theta, the input 2C, a sum of k terms k - 1."""
     from nas_cntk.kernels import plan
     from nas_cntk.kernels.fused import graph
 
@@ -145,7 +145,9 @@ def graph_flops_per_pair(arch, size: int) -> int:
             flops += (26 + (row[3] >= 0)) * rows * cols
         elif op == graph.INPUT:
             flops += 6 * rows * cols
-        elif op in (graph.ADD, graph.SCALE, graph.OUTER, graph.READOUT):
+        elif op == graph.ADD:
+            flops += (row[4] - 1) * rows * cols
+        elif op in (graph.SCALE, graph.OUTER, graph.READOUT):
             flops += rows * cols
     return int(flops)
 

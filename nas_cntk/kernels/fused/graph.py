@@ -34,7 +34,7 @@ INPUT = 0     # out = sum_ch x1[ch, p] x2[ch, p'] / C
 ZERO = 1      # out = 0
 LINEAR = 2    # out = alpha A a B^T + beta, with A = matrix b and B = matrix c (-1: the identity)
 GATHER = 3    # out[u, v] = a[rows[u], cols[v]], with rows = index map b and cols = index map c
-ADD = 4       # out = a + b
+ADD = 4       # out = the c slots of index map b summed left to right (the builder's a + b: see _sums)
 SCALE = 5     # out = alpha a
 RELU = 6      # out (Sigma) and c (Theta, or -1) from a (Sigma) and b (Theta); variance slot: beta
 OUTER = 7     # out[u, v] = vector a of image 1 at p times vector b of image 2 at p' (vector offsets)
@@ -445,8 +445,10 @@ def _ell(n_rows: int, rows: list[int], cols: list[int], values: list[float]) -> 
 # ------------------------------------------------------------------------------------------------ assembly
 
 def _assemble(b: _Builder, variance_nodes: list[int]) -> Program:
+    _shared(b)
+    _sums(b)
     code = np.asarray(b.code, np.int64).reshape(-1, 7)
-    offsets, arena = _allocate(code, b.sizes)
+    offsets, arena = _allocate(code, b.sizes, b.map_parts)
     table, indices, values = [], [], []
     offset = 0
     for width, banded, columns, weights in b.matrix_parts:
@@ -520,16 +522,79 @@ def _cat(parts: list[np.ndarray], dtype) -> tuple[np.ndarray]:
     return (np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype),)
 
 
-def _allocate(code: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
+def _reads(row, map_parts: list[np.ndarray]) -> list[int]:
+    """The slots an instruction reads."""
+    if row[0] == ADD:
+        return [int(slot) for slot in map_parts[row[3]]] if row[2] < 0 else [row[2], row[3]]  # assembled, or not
+    fields = {INPUT: (), ZERO: (), LINEAR: (2,), GATHER: (2,), SCALE: (2,), RELU: (2, 3), OUTER: (), VARIANCE: (2,),
+              READOUT: (2, 3), MEAN: (2,), VECTOR: (2,)}[row[0]]
+    return [row[f] for f in fields if row[f] >= 0]
+
+
+def _shared(b: _Builder) -> None:
+    """Each computation once: an instruction that repeats an earlier one on the same inputs (the
+    ReLU and the conv moments of two edges out of one cell node, or a second zero tensor) is dropped,
+    and what read its outputs reads the earlier one's."""
+    same: dict[int, int] = {}  # slot -> the earlier slot with the same values
+    seen: dict[tuple, list[int]] = {}
+    code, alpha, beta = [], [], []
+    for k, row in enumerate(b.code):
+        op, row = row[0], list(row)
+        inputs = {ADD: (2, 3), LINEAR: (2,), GATHER: (2,), SCALE: (2,), RELU: (2, 3), VARIANCE: (2,),
+                  READOUT: (2, 3), MEAN: (2,), VECTOR: (2,)}.get(op, ())
+        for f in inputs:
+            row[f] = same.get(row[f], row[f])
+        outputs = [row[1]] + ([row[4]] if op == RELU and row[4] >= 0 else [])
+        key = (op, *row[2:4], *(row[4:5] if op != RELU else ()), *row[5:], b.alpha[k], b.beta[k])
+        if op not in (VARIANCE, VECTOR, READOUT) and key in seen:  # those write what a program returns
+            same.update(zip(outputs, seen[key]))
+            continue
+        seen[key] = outputs
+        code.append(tuple(row))
+        alpha.append(b.alpha[k])
+        beta.append(b.beta[k])
+    b.code, b.alpha, b.beta = code, alpha, beta
+
+
+def _sums(b: _Builder) -> None:
+    """Each chain of additions as one instruction: an addition whose first term is the result of
+    another read nowhere else takes over its terms, in order, so the rounding is the same and only
+    the final sum is written. The terms go to the index maps."""
+    reads: dict[int, int] = {}
+    for row in b.code:
+        for slot in _reads(row, b.map_parts):
+            reads[slot] = reads.get(slot, 0) + 1
+    terms: dict[int, list[int]] = {}  # instruction -> its terms
+    made_by: dict[int, int] = {}      # slot -> the addition that wrote it
+    merged: set[int] = set()
+    for k, row in enumerate(b.code):
+        if row[0] != ADD:
+            continue
+        first, second = row[2], row[3]
+        if first in made_by and reads[first] == 1:
+            merged.add(made_by[first])
+            terms[k] = terms.pop(made_by[first]) + [second]
+        else:
+            terms[k] = [first, second]
+        made_by[row[1]] = k
+    code, alpha, beta = [], [], []
+    for k, row in enumerate(b.code):
+        if k in merged:
+            continue
+        if row[0] == ADD:
+            row = (ADD, row[1], -1, b.index_map(("sum", k), lambda k=k: terms[k]), len(terms[k]), row[5], row[6])
+        code.append(row)
+        alpha.append(b.alpha[k])
+        beta.append(b.beta[k])
+    b.code, b.alpha, b.beta = code, alpha, beta
+
+
+def _allocate(code: np.ndarray, sizes: list[int], map_parts: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """Arena offsets for the virtual slots: a slot's memory is reused once no later instruction reads it."""
     last_read = np.full(len(sizes), -1)
     for k, row in enumerate(code):
-        op = row[0]
-        reads = {INPUT: (), ZERO: (), LINEAR: (2,), GATHER: (2,), ADD: (2, 3), SCALE: (2,), RELU: (2, 3),
-                 OUTER: (), VARIANCE: (2,), READOUT: (2, 3), MEAN: (2,), VECTOR: (2,)}[op]
-        for field_index in reads:
-            if row[field_index] >= 0:
-                last_read[row[field_index]] = k
+        for slot in _reads(row, map_parts):
+            last_read[slot] = k
     offsets = np.zeros(len(sizes), np.int64)
     free: dict[int, list[int]] = {}
     arena = 0

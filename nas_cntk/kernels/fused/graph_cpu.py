@@ -32,6 +32,7 @@ from nas_cntk.kernels.fused.graph import (
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
 _PI = math.pi
+_SUM_BLOCK = 1024
 
 
 class Interpreter:
@@ -111,10 +112,16 @@ def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, v
             line, source = out[u * cols:(u + 1) * cols], src[row_map[u] * in_cols:(row_map[u] + 1) * in_cols]
             for v in range(cols):
                 line[v] = source[col_map[v]]
-    elif op == ADD:
-        other = arena[offsets[row[3]]:offsets[row[3]] + size]
-        for e in range(size):
-            out[e] = src[e] + other[e]
+    elif op == ADD:  # left to right, a block at a time (the block stays in L1 between terms)
+        terms = map_indices[map_starts[row[3]]:map_starts[row[3]] + row[4]]
+        for start in range(0, size, _SUM_BLOCK):
+            stop = min(size, start + _SUM_BLOCK)
+            block = out[start:stop]
+            block[:] = arena[offsets[terms[0]] + start:offsets[terms[0]] + stop]
+            for t in range(1, len(terms)):
+                term = arena[offsets[terms[t]] + start:offsets[terms[t]] + stop]
+                for e in range(stop - start):
+                    block[e] += term[e]
     elif op == SCALE:
         factor = x1.dtype.type(alpha)
         for e in range(size):

@@ -133,13 +133,15 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                     at = tl.load(row_map + e // cols, mask=live, other=0) * in_cols + tl.load(col_map + e % cols,
                                                                                               mask=live, other=0)
                     tl.store(out + e, tl.load(src + at, mask=live, other=0.0), mask=live)
-            elif op == _ADD:
-                other = arena + tl.load(offsets + f3)
+            elif op == _ADD:  # f3: the index map of the terms, f4 of them, summed left to right
+                terms = map_indices + tl.load(map_starts + f3)
                 for start in range(0, size, BLOCK):
                     e = start + lanes
                     live = e < size
-                    tl.store(out + e, tl.load(src + e, mask=live, other=0.0) + tl.load(other + e, mask=live,
-                                                                                       other=0.0), mask=live)
+                    total = tl.load(arena + tl.load(offsets + tl.load(terms)) + e, mask=live, other=0.0)
+                    for t in range(1, f4):
+                        total += tl.load(arena + tl.load(offsets + tl.load(terms + t)) + e, mask=live, other=0.0)
+                    tl.store(out + e, total, mask=live)
             elif op == _SCALE:
                 for start in range(0, size, BLOCK):
                     e = start + lanes
