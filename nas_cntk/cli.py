@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from nas_cntk import data
 from nas_cntk.errors import NasCntkError
+from nas_cntk.scoring.measures import SCORE_NAMES
 from nas_cntk.search.settings import SAMPLERS, SearchSettings
-from nas_cntk.trained.settings import PARAMETERIZATIONS, SCHEDULES, SCORES, TrainSettings
+from nas_cntk.trained.settings import PARAMETERIZATIONS, SCHEDULES, TrainSettings
 
 if TYPE_CHECKING:
     from nas_cntk.search.stores import Stores
@@ -122,9 +123,12 @@ class Score(Command):
         rows = [("architecture", f"{arch.name or '-'} ({result.arch_hash}): {arch.summary()}"),
                 ("data", f"{len(splits.x_train)} training images, {len(splits.x_eval)} {split}, "
                          f"{args.resolution}x{args.resolution}, seed {args.seed}{', ZCA' if args.zca else ''}")]
-        for name, r in (("CNTK accuracy", result.ntk), ("NNGP accuracy", result.nngp)):
-            rows.append((name, f"{r.accuracy:.4f}   (ridge {r.relative_ridge:g} x mean diagonal = {r.ridge:.4g}; "
-                               f"leave-one-out accuracy {r.loo_accuracy:.4f})"))
+        for name, r in (("CNTK", result.ntk), ("NNGP", result.nngp)):
+            rows.append((f"{name} accuracy", f"{r.val_accuracy:.4f}   (ridge {r.relative_ridge:g} x mean diagonal = "
+                                             f"{r.ridge:.4g}; squared error {r.val_sq_error:.4f})"))
+            rows.append(("", f"leave-one-out over all images: accuracy {r.loo_accuracy:.4f}, squared error "
+                             f"{r.loo_sq_error:.4f}; alignment {r.alignment:.4f}; log10 condition "
+                             f"{r.log_condition:.2f}"))
         rows.append(("kernel time", f"{result.seconds:.1f} s on {result.device}: {result.pairs:,} image pairs, "
                                     f"{result.pairs_per_second:,.0f} pairs/s"))
         if args.save_kernel:
@@ -152,6 +156,9 @@ class Search(Command):
                             help="processes working on the study at once, one GPU each where there are several")
         parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                             help="a trial whose process stops beating for 3 heartbeats is failed and retried")
+        parser.add_argument("--objective", metavar="SCORE",
+                            help="the score to maximise, any of " + ", ".join(SCORE_NAMES) + " (default: the space "
+                                 "file's objective; every score is recorded either way; docs/scoring.md)")
         parser.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
         add_data_options(parser, "val", 1000, space_defaults="the space file's fidelity")
         add_store_options(parser, "study name (default: SPACE-DATA, e.g. default-t2000-v1000-r32-s0)")
@@ -163,8 +170,8 @@ class Search(Command):
         settings = SearchSettings(
             space=args.space, stores=stores(args), study=args.study, trials=args.trials, sampler=args.sampler,
             seed=args.seed, workers=args.workers, train_size=args.train_size, val_size=args.eval_size,
-            resolution=args.resolution, zca=args.zca, data_dir=args.data_dir, device=args.device,
-            heartbeat=args.heartbeat)
+            resolution=args.resolution, zca=args.zca, objective=args.objective, data_dir=args.data_dir,
+            device=args.device, heartbeat=args.heartbeat)
         search, study = run_search(settings, dry_run=args.dry_run)
         if args.dry_run:
             return
@@ -192,7 +199,8 @@ class Leaderboard(Command):
         if not len(everything):
             raise NasCntkError(f"study {study.study_name!r} has no completed trial yet")
         table = everything.head(args.top) if args.top else everything
-        print(f"study {study.study_name}: {len(everything)} architectures, best CNTK validation accuracy first")
+        print(f"study {study.study_name}: {len(everything)} architectures, best {everything.attrs['objective']} "
+              "first")
         print(format_table(table))
         if args.csv:
             table.to_csv(args.csv, index=False)
@@ -209,8 +217,9 @@ class Export(Command):
     def take_action(self, args: argparse.Namespace) -> None:
         from nas_cntk.search.export import run_export
 
-        for row, py_path, json_path in run_export(stores(args), args.study, args.top, args.out):
-            print(f"{row.rank}. CNTK {row.cntk_acc:.4f}  {py_path}  {json_path.name}")
+        objective, written = run_export(stores(args), args.study, args.top, args.out)
+        for row, py_path, json_path in written:
+            print(f"{row.rank}. {objective} {row.score:.4f}  {py_path}  {json_path.name}")
 
 
 class Train(Command):
@@ -288,7 +297,9 @@ class Correlate(Command):
         parser.add_argument("--trained-csv", metavar="FILE", help="trained accuracies from a CSV instead, keyed "
                             "by a 'hash' or 'name' column")
         parser.add_argument("--column", help="the CSV's accuracy column (default: its only numeric one)")
-        parser.add_argument("--kernel", choices=SCORES, default="cntk", help="which kernel score (default cntk)")
+        parser.add_argument("--score", metavar="SCORE",
+                            help="which kernel score, any of " + ", ".join(SCORE_NAMES) + " (default: the study's "
+                                 "objective)")
         parser.add_argument("--top-k", type=int, metavar="K", help="k of precision@k (default: a tenth, at least 1)")
         parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -300,7 +311,7 @@ class Correlate(Command):
         from nas_cntk.trained.results import run_correlation
 
         run = run_correlation(stores(args), study=args.study, label=args.label, trained_csv=args.trained_csv,
-                              column=args.column, kernel=args.kernel, top_k=args.top_k, resamples=args.resamples,
+                              column=args.column, score=args.score, top_k=args.top_k, resamples=args.resamples,
                               seed=args.seed, out=args.out)
         print(run.table.drop(columns="name").sort_values("kernel", ascending=False)
               .to_string(index=False, float_format="{:.4f}".format))

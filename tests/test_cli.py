@@ -21,19 +21,20 @@ from commands import nas_cntk_command, one_error_line
 
 import nas_cntk
 from nas_cntk.cli import Train, build_parser
-from nas_cntk.scoring.regression import kernel_regression
+from nas_cntk.scoring.regression import KernelScores, kernel_scores
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 TINY = ["--train-size", "40", "--resolution", "8", "--device", "cpu"]
 
 
 @pytest.mark.integration
-def test_score_prints_accuracies_ridge_time_and_speed(cifar_dir: Path) -> None:
+def test_score_prints_every_score_ridge_time_and_speed(cifar_dir: Path) -> None:
     result = nas_cntk_command("score", "--arch", str(EXAMPLES / "cntk_v_3.json"), *TINY, "--val-size", "20",
                               data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
     for text in ("cntk_v_3", "40 training images, 20 validation (training split), 8x8", "CNTK accuracy",
-                 "NNGP accuracy", "ridge", "pairs/s", "1,620 image pairs"):
+                 "NNGP accuracy", "ridge", "leave-one-out over all images: accuracy", "alignment",
+                 "log10 condition", "pairs/s", "1,830 image pairs"):
         assert text in result.stdout
 
 
@@ -47,15 +48,14 @@ def test_score_json_and_saved_kernels_agree(cifar_dir: Path, tmp_path: Path) -> 
     report = json.loads(result.stdout)
     assert report["hash"] == nas_cntk.load(arch).hash
     assert (report["train_size"], report["eval_size"], report["eval_split"]) == (40, 20, "val")
-    assert report["pairs"] == 40 * 41 // 2 + 20 * 40
-    assert 0 <= report["ntk"]["accuracy"] <= 1 and 0 <= report["nngp"]["accuracy"] <= 1
+    assert report["pairs"] == 60 * 61 // 2  # one kernel over the training images, then the validation images
+    assert 0 <= report["ntk"]["val_accuracy"] <= 1 and 0 <= report["nngp"]["val_accuracy"] <= 1
 
     kernels = np.load(saved)
-    assert kernels["train_ntk"].shape == (40, 40) and kernels["eval_ntk"].shape == (20, 40)
-    np.testing.assert_allclose(kernels["train_ntk"], kernels["train_ntk"].T)
-    # The saved kernels reproduce the printed score.
-    refit = kernel_regression(kernels["train_ntk"], kernels["y_train"], kernels["eval_ntk"], kernels["y_eval"])
-    assert refit.accuracy == report["ntk"]["accuracy"]
+    assert kernels["ntk"].shape == (60, 60) and int(kernels["train_size"]) == 40
+    np.testing.assert_allclose(kernels["ntk"], kernels["ntk"].T)
+    # The saved kernels reproduce the printed scores.
+    assert kernel_scores(kernels["ntk"], kernels["labels"], 40) == KernelScores(**report["ntk"])
     assert set(kernels["train_indices"]).isdisjoint(kernels["eval_indices"])
 
 

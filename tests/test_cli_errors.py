@@ -17,6 +17,7 @@ CASES = [
     (["search", "--heartbeat", "-1"], "--heartbeat: expected an integer >= 1, got -1"),
     (["search", "--device", "cuda:99"], "--device cuda:99: no such CUDA device here"),
     (["search", "--space", "no-such-space"], "no-such-space: no such search-space file"),
+    (["search", "--objective", "accuracy"], "--objective: expected one of cntk_val_accuracy, "),
     (["score", "--arch", EXAMPLE, "--device", "gpu"], "--device gpu: not a device name"),
     (["score", "--arch", "missing.json"], "missing.json"),
     (["benchmark", "nb201", "--table", str(TABLE), "--cells-per-stage", "0"],
@@ -29,6 +30,7 @@ CASES = [
     (["train", "--top", "0"], "--top: expected an integer >= 1, got 0"),
     (["train", "--width", "0"], "--width: expected an integer >= 1, got 0"),
     (["correlate"], "no Optuna store at"),
+    (["correlate", "--score", "cntk"], "--score: expected one of cntk_val_accuracy, "),
 ]
 
 

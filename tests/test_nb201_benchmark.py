@@ -3,8 +3,9 @@
 On real CIFAR-10 with real SQLite MLflow and Optuna stores. The development table
 (tests/data/nb201_cifar10_dev.csv) reads whole; samples are seeded and a larger one extends a
 smaller; bad rows are named by line, a missing file or column is one error line before anything is
-written. A four-architecture run prints Kendall and Spearman equal to scipy's on the CSV it writes,
-beside the published proxies, and logs a parent MLflow run (correlation metrics, four artifacts)
+written. A four-architecture run prints every score's Kendall and Spearman, and the FLOPs and
+parameter count of the trained network's, equal to scipy's on the CSV it writes, beside the
+published proxies, and logs a parent MLflow run (correlation metrics, four artifacts)
 with one nested run per architecture; run again, it takes every score from the cache. A search of
 the cell space names each trial by its genotype and takes its data settings from the space file.
 """
@@ -23,7 +24,9 @@ from scipy import stats
 from nas_cntk import cli
 from nas_cntk.description import nasbench201
 from nas_cntk.errors import NasCntkError
-from nas_cntk.trained.benchmark import EXPERIMENT, read_table, sample_table
+from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
+from nas_cntk.search.space import load_space
+from nas_cntk.trained.benchmark import BASELINES, EXPERIMENT, read_table, sample_table
 
 # The NAS-Bench-201 development table (1,000 cells with their trained accuracy; see tests/data/README.md).
 TABLE = Path(__file__).resolve().parent / "data" / "nb201_cifar10_dev.csv"
@@ -112,20 +115,31 @@ def printed(stdout: str, label: str) -> tuple[float, ...]:
     return tuple(map(float, re.findall(r"-?\d+\.\d+", line)))
 
 
+def ranked(scores: pd.DataFrame, name: str) -> pd.Series:
+    """A CSV column oriented so that higher is better, as the report ranks it."""
+    return scores[name] if name in BASELINES else direction(name) * scores[name]
+
+
 @pytest.mark.integration
-def test_benchmark_reports_both_kernels_beside_the_published_proxies(benchmarked) -> None:
+def test_benchmark_reports_every_score_and_the_size_baselines_beside_the_published_proxies(benchmarked) -> None:
     _, table, (out, _), first, _ = benchmarked
     scores = pd.read_csv(out)
     assert list(scores["arch"]) == list(sample_table(read_table(table), 4, seed=0)["arch"])  # one row each
     assert list(scores["connected"]) == [g != PICKED[0] for g in scores["arch"]]  # the constant network scored too
-    for kernel in ("cntk", "nngp"):
-        values = printed(first.stdout, f"{kernel.upper()} validation accuracy")
-        assert len(values) == 6 and all(-1 <= v <= 1 for v in values)
+    trained = scores["cifar10_test_acc_200ep"]
+    for name in (*SCORE_NAMES, *BASELINES):
+        values = printed(first.stdout, name if name in BASELINES else ranking_label(name))
+        assert len(values) == 6 and all(-1 <= v <= 1 for v in values), name
         kendall, spearman = values[0], values[3]
-        kernel_scores, trained = scores[f"{kernel}_val_accuracy"], scores["cifar10_test_acc_200ep"]
-        assert kendall == pytest.approx(stats.kendalltau(kernel_scores, trained).statistic, abs=5e-4)
-        assert spearman == pytest.approx(stats.spearmanr(kernel_scores, trained).statistic, abs=5e-4)
-    assert printed(first.stdout, "VKDNW") == (0.75, 0.92)
+        assert kendall == pytest.approx(stats.kendalltau(ranked(scores, name), trained).statistic, abs=5e-4)
+        assert spearman == pytest.approx(stats.spearmanr(ranked(scores, name), trained).statistic, abs=5e-4)
+    costs = [nasbench201.trained_network_cost(g) for g in scores["arch"]]
+    assert list(scores["flops"]) == [f for f, _ in costs] and list(scores["parameters"]) == [n for _, n in costs]
+    with_flops = next(line for line in first.stdout.splitlines() if "with FLOPs" in line)
+    default = load_space("nasbench201").objective
+    assert float(re.findall(r"-?\d+\.\d+", with_flops)[0]) == pytest.approx(
+        stats.kendalltau(ranked(scores, default), scores["flops"]).statistic, abs=5e-4)
+    assert printed(first.stdout, "VKDNW") == (0.75, 0.92) and printed(first.stdout, "FLOPs") == (0.62, 0.80)
     assert "published, whole space" in first.stdout and "4 scored now, 0 from the cache" in first.stdout
     assert (scores["kernel_seconds"] > 0).all() and not scores["cached"].any()
 
@@ -143,21 +157,21 @@ def test_benchmark_logs_a_parent_run_with_metrics_artifacts_and_one_run_per_arch
     assert (parent.data.params["cells_per_stage"], parent.data.params["sample"], parent.data.params["train_size"],
             parent.data.params["resolution"]) == ("1", "4", "40", "4")
     metrics = parent.data.metrics
-    for kernel in ("cntk", "nngp"):
+    for name in (*SCORE_NAMES, *BASELINES):
         for statistic in ("kendall", "spearman"):
-            assert {f"correlation.{kernel}.{statistic}{end}" for end in ("", "_low", "_high")} <= set(metrics)
-        assert metrics[f"correlation.{kernel}.kendall"] == pytest.approx(
-            printed(first.stdout, f"{kernel.upper()} validation accuracy")[0], abs=5e-4)
+            assert {f"correlation.{name}.{statistic}{end}" for end in ("", "_low", "_high")} <= set(metrics)
+        assert metrics[f"correlation.{name}.kendall"] == pytest.approx(
+            printed(first.stdout, name if name in BASELINES else ranking_label(name))[0], abs=5e-4)
     assert metrics["kernel_seconds_mean"] > 0 and metrics["computed"] == 4
+    default = load_space("nasbench201").objective
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {
-        "scores.csv", "report.txt", "correlation_cntk.png", "correlation_nngp.png"}
+        "scores.csv", "report.txt", *(f"correlation_{name}.png" for name in (default, "cntk_val_accuracy", "flops"))}
     logged = pd.read_csv(client.download_artifacts(parent.info.run_id, "scores.csv"))
     assert not logged["cached"].any()
     pd.testing.assert_frame_equal(logged.drop(columns="cached"), pd.read_csv(out).drop(columns="cached"))
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.params["arch"] for r in nested) == sorted(logged["arch"])
-    assert all({"cntk_val_accuracy", "nngp_val_accuracy", "cifar10_test_acc_200ep"} <= set(r.data.metrics)
-               for r in nested)
+    assert all({*SCORE_NAMES, *BASELINES, "cifar10_test_acc_200ep"} <= set(r.data.metrics) for r in nested)
 
 
 @pytest.mark.integration
@@ -167,9 +181,8 @@ def test_running_again_takes_every_score_from_the_cache(benchmarked) -> None:
     again = pd.read_csv(second_csv)
     assert again["cached"].all()
     pd.testing.assert_frame_equal(again.drop(columns="cached"), pd.read_csv(first_csv).drop(columns="cached"))
-    for kernel in ("CNTK", "NNGP"):
-        assert printed(second.stdout, f"{kernel} validation accuracy") == \
-            printed(first.stdout, f"{kernel} validation accuracy")
+    for name in SCORE_NAMES:
+        assert printed(second.stdout, ranking_label(name)) == printed(first.stdout, ranking_label(name))
     assert len(list((trials_dir / "cache").rglob("*.json"))) == 4
 
 

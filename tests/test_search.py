@@ -38,6 +38,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 import nas_cntk
+from nas_cntk.scoring.measures import SCORE_NAMES
+from nas_cntk.search.leaderboard import leaderboard
 from nas_cntk.search.study import EXHAUSTED_AFTER
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"  # the browser test's screenshots, shown in docs/search.md
@@ -281,6 +283,29 @@ def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Pa
     repeats = [t for t in trials if t.state == TrialState.PRUNED]
     assert len(repeats) == EXHAUSTED_AFTER and all(t.user_attrs["repeat_of"] == 0 for t in repeats)
     assert result.stdout.count("cached") == 2 and "top five of 3 finished trials" in result.stdout
+
+
+@pytest.mark.integration
+def test_the_objective_is_any_recorded_score_and_a_study_keeps_its_own(cifar_dir: Path, tmp_path: Path) -> None:
+    """--objective cntk_loo_sq_error: the study maximises minus the error, records every score, ranks by
+    the error (lowest first) and is named for its objective; resumed with another objective, it refuses."""
+    space = write_space(tmp_path, "name: small\nstages: 1\nlayers: [1, 2]\nkernel: [1, 3]\nreadout: [gap, flatten]\n")
+    common = ["search", "--space", str(space), *TINY, "--trials-dir", str(tmp_path / "trials")]
+    result = nas_cntk_command(*common, "--trials", "3", "--objective", "cntk_loo_sq_error", data_dir=cifar_dir)
+    assert result.returncode == 0, result.stderr
+    name = "small-t20-v10-r8-s0-cntk_loo_sq_error"
+    study = load(tmp_path / "trials", name)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert study.user_attrs["objective"] == "cntk_loo_sq_error" and len(complete) == 3
+    assert all(t.value == -t.user_attrs["cntk_loo_sq_error"] and set(SCORE_NAMES) <= set(t.user_attrs)
+               for t in complete)
+    table = leaderboard(study)
+    assert table.attrs["objective"] == "cntk_loo_sq_error" and table["score"].is_monotonic_increasing
+    lines = result.stdout.splitlines()
+    assert "cntk_loo_sq_error" in lines[lines.index("top five of 3 finished trials:") + 1]  # the table's header
+    line = one_error_line(nas_cntk_command(*common, "--trials", "4", "--study", name, "--objective",
+                                           "cntk_val_accuracy", data_dir=cifar_dir))
+    assert f"study {name!r} was run with objective 'cntk_loo_sq_error'" in line
 
 
 @pytest.mark.integration

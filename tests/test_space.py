@@ -22,7 +22,7 @@ import nas_cntk
 from nas_cntk.data import DataSettings
 from nas_cntk.description import nasbench201
 from nas_cntk.errors import InvalidCandidate, SpaceError
-from nas_cntk.scoring.regression import RegressionResult, Score
+from nas_cntk.scoring.regression import KernelScores, Score
 from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.space import CellSpace, ListSpace, StagedSpace, check_candidate, load_space
 from nas_cntk.search.study import make_sampler
@@ -99,7 +99,8 @@ def test_unknown_space_name_lists_the_builtin_ones():
 
 
 def test_score_cache_round_trips_and_separates_data_settings(tmp_path: Path):
-    result = Score("abc123", RegressionResult(0.5, 0.1, 0.01, 0.4), RegressionResult(0.45, 0.2, 0.1, 0.35),
+    result = Score("abc123", KernelScores(0.5, 0.8, 0.45, 0.7, 0.3, 4.5, 0.1, 0.01, 0.4, 0.001),
+                   KernelScores(0.45, 0.85, 0.4, 0.75, 0.2, 5.5, 0.2, 0.1, 0.35, 0.01),
                    seconds=1.5, pairs=100, device="cpu")
     ScoreCache(tmp_path, DataSettings(train_size=20)).put(result)
     assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("abc123") == result

@@ -134,7 +134,7 @@ def test_correlate_reports_scipy_statistics_and_logs_to_the_search_run(study_dir
     client = mlflow(study_dir)
     experiment = client.get_experiment_by_name("four")
     parent, = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" not in r.data.tags]
-    prefix = f"correlation.cntk.{_first_label(study_dir)}"
+    prefix = f"correlation.cntk_val_accuracy.{_first_label(study_dir)}"  # the study's objective
     assert parent.data.metrics[f"{prefix}.spearman"] == pytest.approx(rho)
     assert parent.data.metrics[f"{prefix}.kendall"] == pytest.approx(tau)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, prefix)}

@@ -81,3 +81,36 @@ def description(genotype: str | Genotype, cells_per_stage: int = 5) -> dict[str,
     stages = [[cell] * cells_per_stage for _ in range(3)]
     layers = [conv3, *stages[0], reduction, *stages[1], reduction, *stages[2], relu]
     return {"readout": "gap", "layers": layers}
+
+
+# The benchmark's trained network: a 16-channel stem at 32 x 32, channels doubling at each of the two
+# reductions, 5 cells per stage, 10 classes.
+TRAINED_STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, image side) per stage
+TRAINED_CELLS_PER_STAGE = 5
+
+
+def trained_network_cost(genotype: str | Genotype) -> tuple[int, int]:
+    """(FLOPs, parameters) of the network the benchmark trains for ``genotype``, built as its code builds
+    it: FLOPs are the multiply-adds of convs and the dense layer plus the window sums of average
+    pools; parameters include batch norm's scales and shifts. A ``none`` edge costs nothing, and an
+    edge counts even where the cell's output never sees it (the benchmark's network computes it)."""
+    if isinstance(genotype, str):
+        genotype = parse_genotype(genotype)
+    ops = [op for node in genotype for op in node]
+    stem = 16
+    flops, parameters = 9 * 3 * stem * 32 * 32, 9 * 3 * stem + 2 * stem
+    for stage, (channels, side) in enumerate(TRAINED_STAGES):
+        pixels = side * side
+        per_cell_flops = sum({"nor_conv_3x3": 9 * channels**2 * pixels, "nor_conv_1x1": channels**2 * pixels,
+                              "avg_pool_3x3": 9 * channels * pixels}.get(op, 0) for op in ops)
+        per_cell_parameters = sum({"nor_conv_3x3": 9 * channels**2 + 2 * channels,
+                                   "nor_conv_1x1": channels**2 + 2 * channels}.get(op, 0) for op in ops)
+        flops += TRAINED_CELLS_PER_STAGE * per_cell_flops
+        parameters += TRAINED_CELLS_PER_STAGE * per_cell_parameters
+        if stage:  # the residual reduction block before the stage: two 3x3 convs, a pooled 1x1 shortcut
+            before = TRAINED_STAGES[stage - 1][0]
+            flops += 9 * before * channels * pixels + 9 * channels**2 * pixels + 4 * before * pixels \
+                + before * channels * pixels
+            parameters += 9 * before * channels + 2 * channels + 9 * channels**2 + 2 * channels + before * channels
+    classes, last = 10, TRAINED_STAGES[-1][0]
+    return flops + last * classes, parameters + 2 * last + last * classes + classes

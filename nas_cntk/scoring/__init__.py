@@ -1,8 +1,24 @@
-"""Scoring: kernel ridge regression with an architecture's exact NNGP and NTK on CIFAR-10 subsets.
+"""Scoring: what an architecture's exact NNGP and NTK on CIFAR-10 subsets say about it.
+
+``measures`` names the scores and which way is better (light: the command line reads it before
+anything heavy is imported); ``regression`` computes them all from one kernel: kernel regression's
+validation accuracy, leave-one-out over all scored images, alignment, conditioning. The names
+below are the package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.kernels`, :mod:`nas_cntk.description`, :mod:`nas_cntk.data`,
 :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
 """
-from nas_cntk.scoring.regression import RegressionResult, Score, kernel_regression, run_score, score
+import importlib
 
-__all__ = ["RegressionResult", "Score", "kernel_regression", "run_score", "score"]
+_PUBLIC = {"DEFAULT_OBJECTIVE": "measures", "MEASURES": "measures", "SCORE_NAMES": "measures",
+           "oriented": "measures", "KernelScores": "regression", "Regression": "regression", "Score": "regression",
+           "kernel_regression": "regression", "kernel_scores": "regression", "run_score": "regression",
+           "score": "regression"}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

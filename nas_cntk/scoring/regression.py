@@ -1,12 +1,22 @@
-"""Score an architecture: kernel ridge regression with its exact NNGP and NTK.
+"""Score an architecture: kernel regression with its exact NNGP and NTK, and what else the kernel tells.
 
-As in Arora et al. (2019): one-hot targets of 0.9 for the true class and -0.1 elsewhere,
-prediction ``argmax K_eval,train (K_train + ridge I)^-1 Y``. The ridge is chosen on the training
-subset alone, by closed-form leave-one-out over a grid scaled by the kernel's mean diagonal, so
-the evaluation labels never influence the score.
+One symmetric kernel over all scored images (the training subset, then the evaluation subset)
+gives every score of :data:`nas_cntk.scoring.measures.MEASURES`, for the NTK and the NNGP alike,
+so no score costs kernel time of its own:
+
+- As in Arora et al. (2019): one-hot targets of 0.9 for the true class and -0.1 elsewhere,
+  prediction ``K_eval,train (K_train + ridge I)^-1 Y``, the ridge chosen on the training subset
+  alone, by closed-form leave-one-out over a grid scaled by the kernel's mean diagonal, so the
+  evaluation labels never influence it. Its accuracy and squared error on the evaluation subset.
+- Closed-form leave-one-out over all scored images: every image predicted by a fit on all the
+  others, at the ridge with the least leave-one-out squared error. Many more predictions than the
+  evaluation subset alone gives, so much less noise.
+- The centred kernel-target alignment (Cortes et al., 2012) and the kernel's condition number
+  (TE-NAS's trainability measure), over all scored images: properties of the kernel, not predictions.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,16 +30,37 @@ from nas_cntk.data import DataSplits, load_splits
 from nas_cntk.description.architecture import Architecture, load
 from nas_cntk.errors import KernelError
 from nas_cntk.kernels import kernel, plan
+from nas_cntk.scoring.measures import KERNELS, MEASURES
 
 RELATIVE_RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+MAX_LOG_CONDITION = 12.0  # a kernel this ill-conditioned (or singular) counts as singular
 
 
 @dataclass(frozen=True)
-class RegressionResult:
+class Regression:
+    """Kernel regression fitted on the training subset, evaluated on the evaluation subset."""
+
     accuracy: float        # on the evaluation subset
+    sq_error: float        # mean over its images of the squared error summed over the targets
     ridge: float           # chosen regulariser (absolute)
     relative_ridge: float  # the same, as a fraction of the kernel's mean diagonal
     loo_accuracy: float    # leave-one-out accuracy on the training subset at that ridge
+
+
+@dataclass(frozen=True)
+class KernelScores:
+    """Every score of one kernel (the NTK or the NNGP) on one data setting; see :data:`MEASURES`."""
+
+    val_accuracy: float
+    val_sq_error: float
+    loo_accuracy: float
+    loo_sq_error: float
+    alignment: float
+    log_condition: float
+    ridge: float               # of the evaluation prediction (absolute)
+    relative_ridge: float      # the same, as a fraction of the training kernel's mean diagonal
+    train_loo_accuracy: float  # leave-one-out accuracy on the training subset at that ridge
+    loo_relative_ridge: float  # of the leave-one-out over all images
 
 
 def targets(labels: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -38,91 +69,153 @@ def targets(labels: np.ndarray, classes: int = 10) -> np.ndarray:
     return y
 
 
+def _leave_one_out(eigenvalues: np.ndarray, u: np.ndarray, uy: np.ndarray, y: np.ndarray,
+                   ridge: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Closed-form leave-one-out predictions at ``ridge``, and the dual coefficients; None where singular."""
+    shifted = eigenvalues + ridge
+    if shifted.min() <= 1e-10 * eigenvalues.max():
+        return None
+    alpha = u @ (uy / shifted[:, None])
+    inverse_diagonal = (u**2) @ (1 / shifted)
+    return y - alpha / inverse_diagonal[:, None], alpha
+
+
 def kernel_regression(k_train: np.ndarray, y_train: np.ndarray, k_eval: np.ndarray, y_eval: np.ndarray,
-                      relative_ridges: tuple[float, ...] = RELATIVE_RIDGES) -> RegressionResult:
+                      relative_ridges: tuple[float, ...] = RELATIVE_RIDGES) -> Regression:
     """Fit on ``k_train`` (n x n), choose the ridge by leave-one-out, report accuracy on ``k_eval`` (m x n)."""
     k_train, k_eval = np.asarray(k_train, np.float64), np.asarray(k_eval, np.float64)
-    y = targets(y_train)
+    y, y_true = targets(y_train), targets(y_eval)
     if not k_train.any():
         # A network whose output ignores its input (a NAS-Bench-201 cell cut off from its input):
         # the kernel is zero and so is every prediction; argmax then picks class 0 for every image.
-        zero = np.zeros(len(y_eval), dtype=int)
-        return RegressionResult(float(np.mean(zero == y_eval)), 0.0, 0.0, float(np.mean(y_train == 0)))
-    # One eigendecomposition serves every ridge: (K + r I)^-1 = U diag(1 / (e + r)) U^T.
+        return Regression(float(np.mean(y_eval == 0)), float(np.mean(np.sum(y_true**2, 1))), 0.0, 0.0,
+                          float(np.mean(y_train == 0)))
     eigenvalues, u = np.linalg.eigh(k_train)
     uy = u.T @ y
     scale = float(np.mean(np.diag(k_train)))
     best = None
     for relative in relative_ridges:
-        ridge = relative * scale
-        shifted = eigenvalues + ridge
-        if shifted.min() <= 1e-10 * eigenvalues.max():  # singular: leave-one-out undefined
+        fit = _leave_one_out(eigenvalues, u, uy, y, relative * scale)
+        if fit is None:
             continue
-        alpha = u @ (uy / shifted[:, None])
-        inverse_diagonal = (u**2) @ (1 / shifted)
-        loo_prediction = y - alpha / inverse_diagonal[:, None]  # closed-form leave-one-out
-        loo_accuracy = float(np.mean(loo_prediction.argmax(1) == y_train))
-        loo_error = float(np.mean((loo_prediction - y) ** 2))
+        prediction, alpha = fit
+        loo_accuracy = float(np.mean(prediction.argmax(1) == y_train))
+        loo_error = float(np.mean(np.sum((prediction - y) ** 2, 1)))
         if best is None or (loo_accuracy, -loo_error) > (best[0], -best[1]):
-            best = loo_accuracy, loo_error, relative, ridge, alpha
+            best = loo_accuracy, loo_error, relative, alpha
     if best is None:
         raise KernelError("the training kernel is singular at every ridge of the grid: the network cannot tell "
                           "the training images apart")
-    loo_accuracy, _, relative, ridge, alpha = best
-    accuracy = float(np.mean((k_eval @ alpha).argmax(1) == y_eval))
-    return RegressionResult(accuracy, ridge, relative, loo_accuracy)
+    loo_accuracy, _, relative, alpha = best
+    prediction = k_eval @ alpha
+    return Regression(float(np.mean(prediction.argmax(1) == y_eval)),
+                      float(np.mean(np.sum((prediction - y_true) ** 2, 1))), relative * scale, relative,
+                      loo_accuracy)
+
+
+def leave_one_out(k: np.ndarray, labels: np.ndarray,
+                  relative_ridges: tuple[float, ...] = RELATIVE_RIDGES) -> tuple[float, float, float]:
+    """Leave-one-out over all of ``k``'s images at the ridge with the least squared error: (accuracy,
+    squared error, relative ridge). A zero kernel predicts 0, as :func:`kernel_regression` does."""
+    y = targets(labels)
+    if not k.any():
+        return float(np.mean(labels == 0)), float(np.mean(np.sum(y**2, 1))), 0.0
+    eigenvalues, u = np.linalg.eigh(k)
+    uy = u.T @ y
+    scale = float(np.mean(np.diag(k)))
+    best = None
+    for relative in relative_ridges:
+        fit = _leave_one_out(eigenvalues, u, uy, y, relative * scale)
+        if fit is None:
+            continue
+        error = float(np.mean(np.sum((fit[0] - y) ** 2, 1)))
+        if best is None or error < best[1]:
+            best = float(np.mean(fit[0].argmax(1) == labels)), error, relative
+    if best is None:
+        raise KernelError("the kernel is singular at every ridge of the grid: the network cannot tell the images apart")
+    return best
+
+
+def alignment(k: np.ndarray, labels: np.ndarray) -> float:
+    """Centred kernel-target alignment <Kc, Yc Yc^T> / (|Kc| |Yc Yc^T|), in [-1, 1]; 0 for a constant kernel."""
+    y = targets(labels)
+    kc = k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
+    yc = y - y.mean(0, keepdims=True)
+    norm = np.linalg.norm(kc) * np.linalg.norm(yc @ yc.T)
+    return float(np.sum((yc.T @ kc) * yc.T) / norm) if norm > 0 else 0.0
+
+
+def log_condition(k: np.ndarray) -> float:
+    """log10 of the condition number, at most :data:`MAX_LOG_CONDITION` (a singular kernel's)."""
+    eigenvalues = np.linalg.eigvalsh(k)
+    largest = eigenvalues[-1]
+    if largest <= 0:
+        return MAX_LOG_CONDITION
+    return float(min(math.log10(largest / max(eigenvalues[0], largest * 10**-MAX_LOG_CONDITION)), MAX_LOG_CONDITION))
+
+
+def kernel_scores(k: np.ndarray, labels: np.ndarray, n_train: int) -> KernelScores:
+    """Every score of one kernel over all scored images, the first ``n_train`` of them the training subset."""
+    k = np.asarray(k, np.float64)
+    regression = kernel_regression(k[:n_train, :n_train], labels[:n_train], k[n_train:, :n_train], labels[n_train:])
+    loo_accuracy, loo_error, loo_ridge = leave_one_out(k, labels)
+    return KernelScores(regression.accuracy, regression.sq_error, loo_accuracy, loo_error, alignment(k, labels),
+                        log_condition(k), regression.ridge, regression.relative_ridge, regression.loo_accuracy,
+                        loo_ridge)
 
 
 @dataclass(frozen=True)
 class Score:
-    """The score of one architecture on one data setting."""
+    """The scores of one architecture on one data setting."""
 
     arch_hash: str
-    ntk: RegressionResult   # CNTK kernel regression: the score the search maximises
-    nngp: RegressionResult
-    seconds: float          # kernel computation, wall clock
-    pairs: int              # image pairs computed
+    ntk: KernelScores   # the CNTK's: cntk_* scores
+    nngp: KernelScores  # nngp_* scores
+    seconds: float      # kernel computation, wall clock
+    pairs: int          # image pairs computed
     device: str
 
     @property
     def pairs_per_second(self) -> float:
         return self.pairs / self.seconds
 
+    def metrics(self) -> dict[str, float]:
+        """Every score by name (:data:`nas_cntk.scoring.measures.SCORE_NAMES`)."""
+        return {f"{prefix}_{measure}": getattr(getattr(self, field), measure)
+                for prefix, field in KERNELS.items() for measure in MEASURES}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> Score:
-        return cls(**{**values, "ntk": RegressionResult(**values["ntk"]), "nngp": RegressionResult(**values["nngp"])})
+        return cls(**{**values, "ntk": KernelScores(**values["ntk"]), "nngp": KernelScores(**values["nngp"])})
 
 
 def score(arch: Architecture, data: DataSplits, *, dtype: torch.dtype = torch.float32,
           device: torch.device | str | None = None, progress: bool | None = None,
           save_kernels: str | Path | None = None) -> Score:
-    """Score ``arch`` on ``data`` (on the GPU when there is one).
+    """Score ``arch`` on ``data`` (on the GPU when there is one): one kernel over the training images,
+    then the evaluation images.
 
-    ``save_kernels`` writes the kernel matrices to an ``.npz`` file as soon as they exist, so they
-    survive anything that goes wrong afterwards.
+    ``save_kernels`` writes the kernel matrices (all images, training first; ``train_size`` says where
+    the evaluation images start) to an ``.npz`` file as soon as they exist, so they survive anything
+    that goes wrong afterwards.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
-    train = kernel(arch, data.x_train, dtype=dtype, device=device, progress=progress)
-    evaluation = kernel(arch, data.x_eval, data.x_train, dtype=dtype, device=device, progress=progress)
+    k = kernel(arch, torch.cat([data.x_train, data.x_eval]), dtype=dtype, device=device, progress=progress)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     n, m = len(data.x_train), len(data.x_eval)
-    y_train, y_eval = data.y_train.numpy(), data.y_eval.numpy()
+    labels = torch.cat([data.y_train, data.y_eval]).numpy()
     if save_kernels is not None:
         np.savez_compressed(save_kernels, architecture=arch.to_json(), eval_split=data.eval_split,
-                            train_indices=data.train_indices, eval_indices=data.eval_indices,
-                            y_train=y_train, y_eval=y_eval,
-                            **{f"{part}_{name}": getattr(k, name).cpu().numpy()
-                               for part, k in (("train", train), ("eval", evaluation)) for name in ("nngp", "ntk")})
-    results = {name: kernel_regression(getattr(train, name).cpu().numpy(), y_train,
-                                       getattr(evaluation, name).cpu().numpy(), y_eval)
-               for name in ("ntk", "nngp")}
-    return Score(arch.hash, results["ntk"], results["nngp"], seconds, n * (n + 1) // 2 + m * n, str(device))
+                            train_indices=data.train_indices, eval_indices=data.eval_indices, labels=labels,
+                            train_size=n, ntk=k.ntk.cpu().numpy(), nngp=k.nngp.cpu().numpy())
+    scores = {name: kernel_scores(getattr(k, name).cpu().numpy(), labels, n) for name in ("ntk", "nngp")}
+    return Score(arch.hash, scores["ntk"], scores["nngp"], seconds, (n + m) * (n + m + 1) // 2, str(device))
 
 
 def run_score(arch_source: str | Path, eval_split: Literal["val", "test"], *, train_size: int, eval_size: int,

@@ -90,9 +90,10 @@ def export_architecture(arch: Architecture, directory: Path, stem: str, *,
     return json_path, python_path
 
 
-def run_export(stores: Stores, study: str | None, top: int, out: str | Path | None) -> list[tuple[Any, Path, Path]]:
+def run_export(stores: Stores, study: str | None, top: int,
+               out: str | Path | None) -> tuple[str, list[tuple[Any, Path, Path]]]:
     """Export a study's best ``top`` architectures (``nas-cntk export``), with the leaderboard as CSV;
-    returns each leaderboard row with its PyTorch and JSON paths."""
+    returns the study's objective, and each leaderboard row with its PyTorch and JSON paths."""
     checks.integer(top, "--top")
     found = stores.study(study)
     table = leaderboard(found, top)
@@ -106,4 +107,4 @@ def run_export(stores: Stores, study: str | None, top: int, out: str | Path | No
                                                  f"rank{row.rank}_trial{row.trial}_{row.hash}")
         written.append((row, py_path, json_path))
     table.to_csv(directory / "leaderboard.csv", index=False)
-    return written
+    return table.attrs["objective"], written

@@ -1,4 +1,5 @@
-"""The leaderboard of a study: its distinct architectures, best CNTK validation accuracy first."""
+"""The leaderboard of a study: its distinct architectures, best objective first (the study's score:
+``score``, beside the CNTK validation accuracy, ``cntk_acc``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -7,14 +8,16 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_cntk.scoring.measures import DEFAULT_OBJECTIVE
+
 if TYPE_CHECKING:
     from nas_cntk.description.architecture import Architecture
 
-COLUMNS = ["rank", "trial", "cntk_acc", "nngp_acc", "network", "hash", "kernel_s", "name"]
+COLUMNS = ["rank", "trial", "score", "cntk_acc", "nngp_acc", "network", "hash", "kernel_s", "name"]
 
 
 def distinct_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The first completed trial of each architecture, best CNTK score first (later samples of an
+    """The first completed trial of each architecture, best objective first (later samples of an
     architecture only repeat its cached score)."""
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                     key=lambda t: (-t.value, t.number))
@@ -30,18 +33,31 @@ def trial_architecture(trial: FrozenTrial) -> Architecture:
     return architecture.parse({**trial.user_attrs["architecture"], **({"name": name} if name else {})})
 
 
+def study_objective(study: optuna.Study) -> str:
+    """The score a study maximises."""
+    return study.user_attrs.get("objective", DEFAULT_OBJECTIVE)  # older studies had only this one
+
+
 def leaderboard(study: optuna.Study, top: int | None = None) -> pd.DataFrame:
-    rows = [{"rank": rank, "trial": t.number, "cntk_acc": t.value, "nngp_acc": t.user_attrs["nngp_val_accuracy"],
-             "network": t.user_attrs["summary"], "hash": t.user_attrs["arch_hash"],
-             "kernel_s": t.user_attrs["kernel_seconds"], "name": t.user_attrs.get("name") or ""}
+    """The table; ``table.attrs["objective"]`` names the score of its ``score`` column."""
+    name = study_objective(study)
+    rows = [{"rank": rank, "trial": t.number, "score": t.user_attrs[name],
+             "cntk_acc": t.user_attrs["cntk_val_accuracy"], "nngp_acc": t.user_attrs["nngp_val_accuracy"],
+             "network": t.user_attrs["summary"],
+             "hash": t.user_attrs["arch_hash"], "kernel_s": t.user_attrs["kernel_seconds"],
+             "name": t.user_attrs.get("name") or ""}
             for rank, t in enumerate(distinct_trials(study), 1)]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table if top is None else table.head(top)
+    table = table if top is None else table.head(top)
+    table.attrs["objective"] = name
+    return table
 
 
 def format_table(table: pd.DataFrame) -> str:
     """The table as text; the name column only where some architecture has a name (list and cell spaces)."""
     if not table["name"].astype(bool).any():
         table = table.drop(columns="name")
-    return table.to_string(index=False, formatters={"cntk_acc": "{:.4f}".format, "nngp_acc": "{:.4f}".format,
-                                                    "kernel_s": "{:.1f}".format})
+    if table.attrs.get("objective") == "cntk_val_accuracy":  # the score column already says it
+        table = table.drop(columns="cntk_acc")
+    return table.rename(columns={"score": table.attrs.get("objective", "score")}).to_string(
+        index=False, float_format="{:.4f}".format, formatters={"kernel_s": "{:.1f}".format})

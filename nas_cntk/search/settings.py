@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from nas_cntk import checks
 from nas_cntk.errors import NasCntkError
+from nas_cntk.scoring.measures import check_score_name
 
 if TYPE_CHECKING:
     from nas_cntk.search.stores import Stores
@@ -30,6 +31,7 @@ class SearchSettings:
     val_size: int | None = None
     resolution: int | None = None
     zca: bool = False
+    objective: str | None = None    # a score name; None: the space file's objective
     data_dir: str | None = None
     device: str | None = None
     heartbeat: int = 10             # seconds; a trial is stale after 3 missed heartbeats
@@ -37,5 +39,7 @@ class SearchSettings:
     def __post_init__(self) -> None:
         for option in ("trials", "workers", "heartbeat"):
             checks.integer(getattr(self, option), f"--{option}")
+        if self.objective is not None:
+            check_score_name(self.objective)
         if self.sampler not in SAMPLERS:
             raise NasCntkError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {self.sampler!r}")

@@ -14,8 +14,10 @@ Three shapes of file, all YAML (or JSON), validated on load with errors that nam
 
 Any space may give ``fidelity:`` defaults for the data (``train_size``, ``val_size``,
 ``resolution``), used where the command line gives none; a cell space also fixes its
-``cells_per_stage`` there. The data settings are left out of the space's digest: a study checks
-them by its data label, so a changed default starts a new study instead of clashing with the old.
+``cells_per_stage`` there. Any space may name its default ``objective:``, the score a search
+maximises where ``--objective`` gives none (:data:`nas_cntk.scoring.measures.SCORE_NAMES`). The data
+settings and the objective are left out of the space's digest: a study checks them by its data
+label and its objective, so a changed default starts a new study instead of clashing with the old.
 
 ``suggest(trial)`` asks an Optuna trial for the choices and returns the description; a sampled
 combination that has no valid network (pooled below one pixel, say) raises ``InvalidCandidate``.
@@ -40,6 +42,7 @@ from nas_cntk.description.architecture import DEFAULT_WEIGHT_STD, Architecture, 
 from nas_cntk.description.ops.readout import READOUTS
 from nas_cntk.errors import ArchitectureError, InvalidCandidate, SpaceError
 from nas_cntk.kernels import plan
+from nas_cntk.scoring.measures import DEFAULT_OBJECTIVE, check_score_name
 
 BUILTIN_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"  # beside the package, in the repository
 
@@ -69,6 +72,7 @@ class SearchSpace:
     path: Path
     digest: str  # of the file's parsed content but the data defaults: a resumed study must search the same space
     data_defaults: Mapping[str, int] = field(default_factory=dict, kw_only=True)  # the file's `fidelity` data keys
+    objective: str = field(default=DEFAULT_OBJECTIVE, kw_only=True)  # the file's `objective`
 
     @property
     def label(self) -> str:
@@ -224,7 +228,8 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     try:
         fidelity = _fidelity(content.get("fidelity", {}), shape)
         data_defaults = {k: v for k, v in fidelity.items() if k in DATA_FIDELITY}
-        searched = {k: v for k, v in content.items() if k != "fidelity"}
+        searched = {k: v for k, v in content.items() if k not in ("fidelity", "objective")}
+        objective = check_score_name(str(content.get("objective", DEFAULT_OBJECTIVE)), "objective", SpaceError)
         if len(data_defaults) < len(fidelity):  # cells_per_stage changes the networks, so it is in the digest
             searched["fidelity"] = {k: v for k, v in fidelity.items() if k not in DATA_FIDELITY}
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -236,7 +241,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             space = _staged_space(content, path, name, digest)
     except SpaceError as error:
         raise SpaceError(f"{path}: {error}") from None
-    return replace(space, data_defaults=data_defaults)
+    return replace(space, data_defaults=data_defaults, objective=objective)
 
 
 def _fidelity(value: Any, shape: str) -> dict[str, int]:
@@ -253,9 +258,10 @@ def _fidelity(value: Any, shape: str) -> dict[str, int]:
 
 def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,
                 fidelity: Mapping[str, int]) -> CellSpace:
-    unknown = sorted(set(content) - {"name", "description", "cell", "ops", "fidelity"})
+    unknown = sorted(set(content) - {"name", "description", "cell", "ops", "fidelity", "objective"})
     if unknown:
-        raise SpaceError(f"{unknown[0]}: unknown key in a cell space; allowed: cell, description, fidelity, name, ops")
+        raise SpaceError(f"{unknown[0]}: unknown key in a cell space; allowed: cell, description, fidelity, name, "
+                         "objective, ops")
     family = content["cell"]
     if family not in CELLS:
         raise SpaceError(f"cell: expected one of {', '.join(CELLS)}, got {family!r}")
@@ -271,10 +277,10 @@ def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,
 
 
 def _list_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> ListSpace:
-    unknown = sorted(set(content) - {"name", "description", "architectures", "fidelity"})
+    unknown = sorted(set(content) - {"name", "description", "architectures", "fidelity", "objective"})
     if unknown:
         raise SpaceError(f"{unknown[0]}: unknown key in a list space; allowed: architectures, description, "
-                         "fidelity, name")
+                         "fidelity, name, objective")
     entries = content["architectures"]
     if not isinstance(entries, list) or not entries:
         raise SpaceError(f"architectures: expected a non-empty list of description files, got {entries!r}")
@@ -291,7 +297,7 @@ def _list_space(content: Mapping[str, Any], path: Path, name: str, digest: str) 
 
 
 def _staged_space(content: Mapping[str, Any], path: Path, name: str, digest: str) -> StagedSpace:
-    allowed = {"name", "description", "fidelity", *STAGED_KEYS}
+    allowed = {"name", "description", "fidelity", "objective", *STAGED_KEYS}
     unknown = sorted(set(content) - allowed)
     if unknown:
         raise SpaceError(f"{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")

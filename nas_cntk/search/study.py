@@ -1,4 +1,5 @@
-"""The search: an Optuna study whose objective is the CNTK validation accuracy of a proposed network.
+"""The search: an Optuna study whose objective is one score of a proposed network's kernel (the space's
+``objective``, or ``--objective``; every score is recorded either way).
 
 Storage is a plain Optuna RDB storage (SQLite under the trials folder by default, any RDB URL
 otherwise) with heartbeats: a trial whose process died (kill -9, a lost machine) is marked failed
@@ -28,9 +29,10 @@ from nas_cntk.data import DataSettings, DataSplits
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import ArchitectureError, InvalidCandidate, KernelError, NasCntkError
 from nas_cntk.kernels import kernel
+from nas_cntk.scoring.measures import oriented
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.search.cache import ScoreCache
-from nas_cntk.search.leaderboard import leaderboard
+from nas_cntk.search.leaderboard import leaderboard, study_objective
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import ListSpace, SearchSpace, check_candidate, load_space
 from nas_cntk.search.stores import load_study, open_storage
@@ -47,13 +49,16 @@ class Search:
     space: SearchSpace
     data: DataSettings
     study_name: str
+    objective: str  # the score the study maximises (oriented: higher is better)
 
     @classmethod
     def resolve(cls, settings: SearchSettings) -> Search:
         space = load_space(settings.space)
         data = space.data_settings(settings.train_size, settings.val_size, settings.resolution, settings.seed,
                                    settings.zca)
-        return cls(settings, space, data, settings.study or f"{space.label}-{data.label}")
+        objective = settings.objective or space.objective
+        name = f"{space.label}-{data.label}" + ("" if objective == space.objective else f"-{objective}")
+        return cls(settings, space, data, settings.study or name, objective)
 
     def tracker(self) -> Tracker:
         return self.settings.stores.tracker(self.study_name)
@@ -87,8 +92,11 @@ def open_study(search: Search, worker: int = 0) -> optuna.Study:
                                 study_name=search.study_name, direction="maximize", load_if_exists=True)
     seed = np.random.SeedSequence([settings.seed, worker, len(study.get_trials(deepcopy=False))]).generate_state(1)
     study.sampler = make_sampler(settings.sampler, search.space, int(seed[0]))
-    expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label}
+    expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label,
+                "objective": search.objective}
     found = {key: study.user_attrs[key] for key in expected if key in study.user_attrs}
+    if found:
+        found["objective"] = study_objective(study)
     if not found:
         for key, value in expected.items():
             study.set_user_attr(key, value)
@@ -103,7 +111,7 @@ class Objective:
     """Score one proposed network; record everything about it on the trial and in MLflow."""
 
     def __init__(self, search: Search, splits: DataSplits, tracker: Tracker, parent_run_id: str, device: str):
-        self.space, self.data, self.splits = search.space, search.data, splits
+        self.space, self.data, self.splits, self.objective = search.space, search.data, splits, search.objective
         self.tracker, self.parent_run_id, self.device = tracker, parent_run_id, device
         self.cache = ScoreCache(search.settings.stores.cache, search.data)
 
@@ -140,12 +148,15 @@ class Objective:
         for key, value in record.items():
             trial.set_user_attr(key, value)
         self._log(trial, run_id, "COMPLETE", arch, record)
+        scores = result.metrics()
+        value = oriented(self.objective, scores[self.objective])
+        best = max([value, *_completed_values(trial.study)])
         self.tracker.log(self.parent_run_id, step=trial.number, metrics={
-            "cntk_val_accuracy": result.ntk.accuracy, "nngp_val_accuracy": result.nngp.accuracy,
-            "best_cntk_val_accuracy": max([result.ntk.accuracy, *_completed_values(trial.study)])})
-        tqdm.write(f"trial {trial.number:>4}  CNTK {result.ntk.accuracy:.4f}  NNGP {result.nngp.accuracy:.4f}  "
-                   f"{'cached' if cached else f'{result.seconds:6.1f} s'}  {arch.name or arch.summary()}")
-        return result.ntk.accuracy
+            **scores, f"best_{self.objective}": oriented(self.objective, best)})
+        shown = dict.fromkeys([self.objective, "cntk_val_accuracy"])
+        tqdm.write(f"trial {trial.number:>4}  " + "  ".join(f"{name} {scores[name]:.4f}" for name in shown) +
+                   f"  {'cached' if cached else f'{result.seconds:6.1f} s'}  {arch.name or arch.summary()}")
+        return value
 
     def _prune(self, trial: optuna.Trial, run_id: str, reason: str, arch: Architecture | None = None) -> None:
         trial.set_user_attr("pruned_reason", reason)
@@ -195,10 +206,8 @@ def _exhausted(study: optuna.Study) -> bool:
 
 def _trial_record(result: Score, cached: bool) -> dict:
     """What a trial keeps about its score (Optuna user attributes; the numbers are also MLflow metrics)."""
-    return {"cntk_val_accuracy": result.ntk.accuracy, "nngp_val_accuracy": result.nngp.accuracy,
-            "cntk_ridge": result.ntk.ridge, "cntk_relative_ridge": result.ntk.relative_ridge,
-            "cntk_loo_accuracy": result.ntk.loo_accuracy, "nngp_ridge": result.nngp.ridge,
-            "nngp_relative_ridge": result.nngp.relative_ridge, "nngp_loo_accuracy": result.nngp.loo_accuracy,
+    return {**result.metrics(), "cntk_ridge": result.ntk.ridge, "cntk_relative_ridge": result.ntk.relative_ridge,
+            "nngp_ridge": result.nngp.ridge, "nngp_relative_ridge": result.nngp.relative_ridge,
             "kernel_seconds": result.seconds, "pairs": result.pairs, "pairs_per_second": result.pairs_per_second,
             "device": result.device, "cached": cached}
 
@@ -244,7 +253,8 @@ def _optimize(search: Search, study: optuna.Study, tracker: Tracker, splits: Dat
         if bar is not None:
             bar.n = finished_trials(study)
             if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                bar.set_postfix_str(f"best CNTK {study.best_value:.4f}", refresh=False)
+                best = oriented(search.objective, study.best_value)
+                bar.set_postfix_str(f"best {search.objective} {best:.4f}", refresh=False)
             bar.refresh()
 
     def stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -378,7 +388,7 @@ def _log_summary(tracker: Tracker, parent_run_id: str, study: optuna.Study) -> N
     figure = None
     if len(table):
         # at the last trial's step: the latest value of the per-trial series is the study's best
-        tracker.log(parent_run_id, metrics={"best_cntk_val_accuracy": float(table["cntk_acc"].iloc[0])},
+        tracker.log(parent_run_id, metrics={f"best_{table.attrs['objective']}": float(table["score"].iloc[0])},
                     step=study.get_trials(deepcopy=False)[-1].number)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,7 +1,7 @@
 """Checks against trained networks: does the kernel's ranking predict the trained ranking?
 
-``settings`` holds the training settings and the kernel scores a ranking uses (light: the command
-line reads them before anything heavy is imported); ``training`` trains the finite network of a
+``settings`` holds the training settings (light: the command line reads them before anything heavy
+is imported); ``training`` trains the finite network of a
 description; ``results`` keeps trained results on a
 study and pairs them with the kernel scores (``nas-cntk train``); ``correlation`` measures rank
 agreement with bootstrap intervals (``nas-cntk correlate``); ``benchmark`` scores a sample of
@@ -13,7 +13,7 @@ May import: :mod:`nas_cntk.search`, :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kern
 """
 import importlib
 
-_PUBLIC = {"PARAMETERIZATIONS": "settings", "SCHEDULES": "settings", "SCORES": "settings",
+_PUBLIC = {"PARAMETERIZATIONS": "settings", "SCHEDULES": "settings",
            "TrainSettings": "settings", "run_correlation": "results", "run_training": "results",
            "EXPERIMENT": "benchmark", "BenchmarkSettings": "benchmark", "format_report": "benchmark",
            "run_benchmark": "benchmark"}

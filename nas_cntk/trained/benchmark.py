@@ -2,9 +2,12 @@
 
 A table of cell genotypes with their trained CIFAR-10 accuracy (columns ``arch``,
 ``cifar10_test_acc_200ep``, ``n_seeds``) is sampled at random; each sampled cell's macro network
-(:func:`nas_cntk.description.nasbench201.description`) is scored by kernel regression, NTK and NNGP from one
-kernel pass, and each score's rank correlation with the trained accuracy is reported beside the
-published figures of other training-free proxies. Scores go to the per-score cache as they come,
+(:func:`nas_cntk.description.nasbench201.description`) gets every score of one kernel pass, NTK
+and NNGP (:data:`nas_cntk.scoring.measures.SCORE_NAMES`), and the benchmark's trained network
+its FLOPs and parameter count (the size baselines, measured here). Each score's rank correlation
+with the trained accuracy is reported beside the others, with bootstrap intervals, and beside the
+published whole-space figures of other training-free proxies; so is the default score's rank
+correlation with FLOPs, which shows how much of its signal is size. Scores go to the per-score cache as they come,
 so an interrupted run resumes where it stopped, and a larger sample with the same seed extends a
 smaller one (the sample is a prefix of one seeded permutation of the table).
 """
@@ -24,21 +27,22 @@ from nas_cntk.description import nasbench201
 from nas_cntk.description.architecture import Architecture, nasbench201_network
 from nas_cntk.errors import ArchitectureError, KernelError, NasCntkError
 from nas_cntk.kernels import plan
+from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
-from nas_cntk.trained.settings import SCORES
 
 ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
 TRAINED_LABEL = "CIFAR-10 test accuracy after 200 epochs (%)"
+BASELINES = ("flops", "parameters")  # of the benchmark's trained network: higher ranks higher
 
 # Kendall tau / Spearman rho with CIFAR-10 test accuracy over the whole space (15,625 networks), as
 # published for other training-free proxies (sources in docs/benchmark.md); not measured here.
-PUBLISHED = (("parameter count", 0.58, 0.75), ("synflow", 0.56, 0.76), ("NASWOT", 0.57, 0.76),
+PUBLISHED = (("FLOPs", 0.62, 0.80), ("parameter count", 0.58, 0.75), ("synflow", 0.56, 0.76), ("NASWOT", 0.57, 0.76),
              ("jacov", 0.62, 0.80), ("ZiCo", 0.61, 0.80), ("TE-NAS", 0.54, 0.72), ("AZ-NAS", 0.71, 0.89),
              ("VKDNW", 0.75, 0.92))
 SEED_AGREEMENT = ("two training seeds", 0.91, 0.99)  # trained vs trained: the ceiling of any proxy
@@ -51,6 +55,7 @@ class BenchmarkSettings:
     seed: int                   # of the sample and the bootstrap (the data's own seed is in `data`)
     cells_per_stage: int        # the benchmark trains 5; fewer is a cheaper proxy
     data: DataSettings
+    objective: str              # the default score, shown first and against FLOPs
     stores: Stores              # the score cache, the MLflow store and its local artifacts
     out: Path | None = None     # the per-architecture CSV; default trials_dir/benchmark/LABEL.csv
     data_dir: str | None = None
@@ -62,13 +67,13 @@ class BenchmarkSettings:
                             val_size: int | None = None, resolution: int | None = None, zca: bool = False,
                             out: Path | None = None, data_dir: str | None = None,
                             device: str | None = None) -> BenchmarkSettings:
-        """Settings where what is not given comes from the nasbench201 space's fidelity, so that a search
-        of that space and the benchmark share their scores."""
+        """Settings where what is not given comes from the nasbench201 space's fidelity and objective, so
+        that a search of that space and the benchmark share their scores."""
         space = load_space("nasbench201")
         cells = checks.integer(space.cells_per_stage if cells_per_stage is None else cells_per_stage,
                                "--cells-per-stage")
         return cls(table, sample, seed, cells, space.data_settings(train_size, val_size, resolution, seed, zca),
-                   stores, out, data_dir, device)
+                   space.objective, stores, out, data_dir, device)
 
     @property
     def label(self) -> str:
@@ -85,7 +90,8 @@ class BenchmarkResult:
     settings: BenchmarkSettings
     table_rows: int                         # rows of the whole table
     scores: pd.DataFrame                    # one row per sampled architecture, in sample order
-    correlations: dict[str, Correlation]    # by score: cntk, nngp (results.SCORES)
+    correlations: dict[str, Correlation]    # by score (SCORE_NAMES, then BASELINES) with the trained accuracy
+    size_share: Correlation                 # the default score with FLOPs
     computed: int                           # architectures scored now (the others came from the cache)
     wall_seconds: float
     run_id: str
@@ -161,22 +167,24 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
                     scores[i] = _score(arch, splits, settings.device)
                     cache.put(scores[i])
                     bar.update()
-                    tqdm.write(f"{i + 1:>5}/{len(archs)}  CNTK {scores[i].ntk.accuracy:.4f}  "
-                               f"NNGP {scores[i].nngp.accuracy:.4f}  trained {sample[TRAINED].iloc[i]:6.2f}  "
-                               f"{scores[i].seconds:6.1f} s  {arch.name}")
+                    shown = dict.fromkeys([settings.objective, "cntk_val_accuracy"])
+                    values = scores[i].metrics()
+                    tqdm.write(f"{i + 1:>5}/{len(archs)}  " + "  ".join(f"{n} {values[n]:.4f}" for n in shown) +
+                               f"  trained {sample[TRAINED].iloc[i]:6.2f}  {scores[i].seconds:6.1f} s  {arch.name}")
                 _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], cached[i])
         frame = _score_table(sample, archs, scores, cached)
         out = settings.out_path
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
         tracker.log_text(run_id, frame.to_csv(index=False), "scores.csv")
-        trained = frame.set_index(ARCH)[TRAINED]
+        indexed = frame.set_index(ARCH)
         try:
-            correlations = {name: correlate(frame.set_index(ARCH)[column], trained, seed=settings.seed)
-                            for name, column in SCORES.items()}
+            correlations = {name: correlate(_ranked(indexed, name), indexed[TRAINED], seed=settings.seed)
+                            for name in (*SCORE_NAMES, *BASELINES)}
+            size_share = correlate(_ranked(indexed, settings.objective), indexed["flops"], seed=settings.seed)
         except NasCntkError as error:
             raise NasCntkError(f"{error}; the scores are in {out}") from None
-        result = BenchmarkResult(settings, len(table), frame, correlations, cached.count(False),
+        result = BenchmarkResult(settings, len(table), frame, correlations, size_share, cached.count(False),
                                  time.perf_counter() - started, run_id)
         _finish_run(tracker, result)
     return result
@@ -189,12 +197,16 @@ def _score(arch: Architecture, splits: DataSplits, device: str | None) -> Score:
         raise KernelError(f"{arch.name}: {error}") from None
 
 
+def _ranked(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A score's column oriented so that higher is better (the baselines already are)."""
+    return frame[name] if name in BASELINES else direction(name) * frame[name]
+
+
 def _score_table(sample: pd.DataFrame, archs: list[Architecture], scores: list[Score],
                  cached: list[bool]) -> pd.DataFrame:
     return pd.DataFrame([{
-        ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS],
-        "cntk_val_accuracy": s.ntk.accuracy, "nngp_val_accuracy": s.nngp.accuracy,
-        "cntk_loo_accuracy": s.ntk.loo_accuracy, "nngp_loo_accuracy": s.nngp.loo_accuracy,
+        ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS], **s.metrics(),
+        **dict(zip(BASELINES, nasbench201.trained_network_cost(row[ARCH]))),
         "kernel_seconds": s.seconds, "device": s.device, "cached": was_cached, "hash": arch.hash,
         "connected": nasbench201.connected(nasbench201.parse_genotype(row[ARCH])),
     } for (_, row), arch, s, was_cached in zip(sample.iterrows(), archs, scores, cached)])
@@ -216,8 +228,7 @@ def _log_architecture(tracker: Tracker, parent_run_id: str, row: pd.Series, arch
     """One nested run per architecture: its scores beside its trained accuracy, comparable in the MLflow UI."""
     run_id = tracker.start_run(
         arch.name, parent=parent_run_id, params={ARCH: arch.name, SEEDS: row[SEEDS]},
-        metrics={"cntk_val_accuracy": result.ntk.accuracy, "nngp_val_accuracy": result.nngp.accuracy,
-                 "cntk_loo_accuracy": result.ntk.loo_accuracy, "nngp_loo_accuracy": result.nngp.loo_accuracy,
+        metrics={**result.metrics(), **dict(zip(BASELINES, nasbench201.trained_network_cost(row[ARCH]))),
                  TRAINED: row[TRAINED], "kernel_seconds": result.seconds},
         tags={"arch_hash": arch.hash, "cached": str(cached).lower(), "device": result.device})
     tracker.end_run(run_id)
@@ -226,15 +237,18 @@ def _log_architecture(tracker: Tracker, parent_run_id: str, row: pd.Series, arch
 def _finish_run(tracker: Tracker, result: BenchmarkResult) -> None:
     metrics = {f"correlation.{name}.{key}": value for name, c in result.correlations.items()
                for key, value in c.to_dict().items()}
+    metrics |= {f"correlation.{result.settings.objective}_with_flops.{key}": value
+                for key, value in result.size_share.to_dict().items()}
     seconds = result.scores["kernel_seconds"]
     metrics |= {"kernel_seconds_mean": seconds.mean(), "kernel_seconds_total": seconds.sum(),
                 "computed": result.computed, "wall_seconds": result.wall_seconds}
     tracker.log(result.run_id, metrics=metrics)
     tracker.log_text(result.run_id, format_report(result), "report.txt")
     frame = result.scores.set_index(ARCH)
-    for name, correlation in result.correlations.items():
-        figure = correlation_figure(frame[SCORES[name]], frame[TRAINED], correlation,
-                                    kernel_label=f"{name.upper()} validation accuracy", trained_label=TRAINED_LABEL)
+    for name in (result.settings.objective, "cntk_val_accuracy", "flops"):
+        figure = correlation_figure(_ranked(frame, name), frame[TRAINED], result.correlations[name],
+                                    kernel_label=name if name in BASELINES else ranking_label(name),
+                                    trained_label=TRAINED_LABEL)
         tracker.log_figure(result.run_id, figure, f"correlation_{name}.png")
 
 
@@ -255,15 +269,22 @@ def format_report(result: BenchmarkResult) -> str:
             f"{result.wall_seconds:.0f} s wall clock",
             ""]
     confidence = next(iter(result.correlations.values())).confidence
-    rows = [(f"this sample (n={len(frame)}, {confidence * 100:g}% bootstrap intervals)", "", "")]
-    rows += [(f"  {name.upper()} validation accuracy", str(c.kendall), str(c.spearman))
-             for name, c in result.correlations.items()]
+    c = result.correlations
+    rows = [(f"this sample (n={len(frame)}, {confidence * 100:g}% bootstrap intervals)", "", ""),
+            ("  kernel scores, one kernel pass (- : lower is better)", "", "")]
+    rows += [(f"    {ranking_label(name)}{' (default)' if name == s.objective else ''}", str(c[name].kendall),
+              str(c[name].spearman)) for name in SCORE_NAMES]
+    rows += [("  size of the trained network (16/32/64 channels, 5 cells per stage)", "", "")]
+    rows += [(f"    {name}", str(c[name].kendall), str(c[name].spearman)) for name in BASELINES]
+    rows += [(f"  {ranking_label(s.objective)} with FLOPs (how much of it is size)", str(result.size_share.kendall),
+              str(result.size_share.spearman))]
     rows += [("published, whole space (15,625 architectures; not measured here)", "", "")]
     rows += [(f"  {name}", f"{tau:.2f}", f"{rho:.2f}") for name, tau, rho in (*PUBLISHED, SEED_AGREEMENT)]
     width = max(len(r[0]) for r in rows)
     columns = max(len(r[1]) for r in rows)
     lines = [f"{'':<{width}}  {'Kendall tau':<{columns}}  Spearman rho"]
     lines += [f"{a:<{width}}  {b:<{columns}}  {c}".rstrip() for a, b, c in rows]
-    tail = ["", *(f"{name.upper()}: precision@{c.top_k} {c.precision_at_k}; regret of its pick {c.regret:.2f} "
-                  f"points (picks {c.kernel_pick})" for name, c in result.correlations.items())]
+    shown = dict.fromkeys([s.objective, "cntk_val_accuracy", "flops"])
+    tail = ["", *(f"{name}: precision@{c[name].top_k} {c[name].precision_at_k}; regret of its pick "
+                  f"{c[name].regret:.2f} points (picks {c[name].kernel_pick})" for name in shown)]
     return "\n".join(head + lines + tail)

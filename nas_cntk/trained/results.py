@@ -21,11 +21,12 @@ from nas_cntk import checks
 from nas_cntk.data import DataSettings, DataSplits, load_training_data
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError, TrainingDiverged
-from nas_cntk.search.leaderboard import distinct_trials, trial_architecture
+from nas_cntk.scoring.measures import check_score_name, oriented, ranking_label
+from nas_cntk.search.leaderboard import distinct_trials, study_objective, trial_architecture
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import correlate, correlation_figure, format_correlation
-from nas_cntk.trained.settings import SCORES, TrainSettings
+from nas_cntk.trained.settings import TrainSettings
 from nas_cntk.trained.training import TrainResult, train
 
 PREFIX = "trained:"
@@ -72,7 +73,8 @@ def train_trials(study: optuna.Study, networks: dict[int, Architecture], trials:
                 if "mlflow_run_id" in trial.user_attrs:
                     tracker.log_trained(trial.user_attrs["mlflow_run_id"], settings.label, asdict(settings),
                                         result.to_dict())
-                tqdm.write(f"trial {trial.number:>4}  test {result.test_accuracy:.4f}  CNTK {trial.value:.4f}  "
+                tqdm.write(f"trial {trial.number:>4}  test {result.test_accuracy:.4f}  "
+                           f"CNTK {trial.user_attrs['cntk_val_accuracy']:.4f}  "
                            f"{result.seconds:6.0f} s  {arch.name or arch.summary()}")
             bar.update()
     return diverged
@@ -101,11 +103,17 @@ def architecture_id(trial: FrozenTrial) -> str:
     return trial.user_attrs.get("name") or trial.user_attrs["arch_hash"]
 
 
-def kernel_scores(study: optuna.Study, kernel: str = "cntk") -> pd.DataFrame:
-    """One row per distinct architecture: id, hash, name, trial and its kernel validation accuracy."""
-    return pd.DataFrame([{"id": architecture_id(t), "hash": t.user_attrs["arch_hash"], "name": t.user_attrs.get("name"),
-                          "trial": t.number, "kernel": t.user_attrs[SCORES[kernel]]} for t in distinct_trials(study)],
-                        columns=["id", "hash", "name", "trial", "kernel"])
+def study_scores(study: optuna.Study, score: str) -> pd.DataFrame:
+    """One row per distinct architecture: id, hash, name, trial and its kernel score, oriented so that
+    higher is better (:func:`nas_cntk.scoring.measures.oriented`)."""
+    rows = []
+    for t in distinct_trials(study):
+        if score not in t.user_attrs:
+            raise NasCntkError(f"trial {t.number} of study {study.study_name!r} has no {score} (scored before it was "
+                               "recorded); correlate another score with --score")
+        rows.append({"id": architecture_id(t), "hash": t.user_attrs["arch_hash"], "name": t.user_attrs.get("name"),
+                     "trial": t.number, "kernel": oriented(score, t.user_attrs[score])})
+    return pd.DataFrame(rows, columns=["id", "hash", "name", "trial", "kernel"])
 
 
 def choose_label(study: optuna.Study, label: str | None) -> str:
@@ -154,7 +162,7 @@ def external_trained(path: str | Path, column: str | None = None) -> pd.Series:
 
 
 def pair(scores: pd.DataFrame, trained: pd.Series) -> pd.DataFrame:
-    """``scores`` (see :func:`kernel_scores`) with a ``trained`` column, for the architectures that have one.
+    """``scores`` (see :func:`study_scores`) with a ``trained`` column, for the architectures that have one.
 
     ``trained`` is indexed by the column its name says: ``hash`` or ``name``.
     """
@@ -203,7 +211,8 @@ def run_training(stores: Stores, settings: TrainSettings, *, study: str | None =
                               data_dir=data_dir)
     diverged = train_trials(found, networks, todo, settings, data, tracker, device=device)
     kept = results(found).get(settings.label, {})
-    table = pd.DataFrame([{"trial": t.number, "cntk_acc": t.value, "test_acc": kept[t.number]["test_accuracy"],
+    table = pd.DataFrame([{"trial": t.number, "cntk_acc": t.user_attrs["cntk_val_accuracy"],
+                           "test_acc": kept[t.number]["test_accuracy"],
                            "train_s": kept[t.number]["seconds"],
                            "network": t.user_attrs.get("name") or t.user_attrs["summary"]}
                           for t in chosen if t.number in kept])
@@ -222,20 +231,23 @@ class CorrelationRun:
 
 
 def run_correlation(stores: Stores, *, study: str | None = None, label: str | None = None,
-                    trained_csv: str | None = None, column: str | None = None, kernel: str = "cntk",
+                    trained_csv: str | None = None, column: str | None = None, score: str | None = None,
                     top_k: int | None = None, resamples: int = 2000, seed: int = 0,
                     out: str | None = None) -> CorrelationRun:
     """Correlate a study's kernel scores with its trained accuracies (or a CSV's); plot and log it."""
+    if score is not None:
+        check_score_name(score, "--score")
     found = stores.study(study)
     if trained_csv:
         trained_scores, label = external_trained(trained_csv, column), f"csv-{Path(trained_csv).stem}"
     else:
         label = choose_label(found, label)
         trained_scores = study_trained(found, label)
-    table = pair(kernel_scores(found, kernel), trained_scores)
+    score = score or study_objective(found)
+    table = pair(study_scores(found, score), trained_scores)
     by_id = table.set_index("id")
     result = correlate(by_id["kernel"], by_id["trained"], top_k=top_k, resamples=resamples, seed=seed)
-    kernel_label = f"{kernel.upper()} validation accuracy"
+    kernel_label = ranking_label(score)
     report = (f"study {found.study_name}, {kernel_label} vs trained test accuracy ({label})\n"
               f"{format_correlation(result)}")
     if result.n < FEW_FOR_A_RANKING:
@@ -243,10 +255,10 @@ def run_correlation(stores: Stores, *, study: str | None = None, label: str | No
                    f"is known); train at least {FEW_FOR_A_RANKING}, e.g. nas-cntk train --sample "
                    f"{FEW_FOR_A_RANKING}")
     figure = correlation_figure(by_id["kernel"], by_id["trained"], result, kernel_label=kernel_label)
-    plot = Path(out or stores.trials_dir / "correlation" / f"{found.study_name}-{kernel}-{label}.png")
+    plot = Path(out or stores.trials_dir / "correlation" / f"{found.study_name}-{score}-{label}.png")
     plot.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(plot, dpi=120)
     tracker = stores.tracker(found.study_name)
     run_id = tracker.latest_search_run()
-    tracker.log_correlation(run_id, f"{kernel}.{label}", result.to_dict(), table, report, figure)
+    tracker.log_correlation(run_id, f"{score}.{label}", result.to_dict(), table, report, figure)
     return CorrelationRun(table, report, plot, run_id, found.study_name)

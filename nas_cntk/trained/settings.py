@@ -1,5 +1,5 @@
-"""What training and correlating take: the settings of a trained network and the kernel scores a ranking
-uses. Light on purpose (no torch): the command line builds its options from these.
+"""What training takes: the settings of a trained network. Light on purpose (no torch): the command
+line builds its options from these.
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from dataclasses import asdict, dataclass
 from nas_cntk import checks
 from nas_cntk.errors import NasCntkError
 
-# The kernel scores a ranking can be correlated with: the regression accuracy of each kernel.
-SCORES = {"cntk": "cntk_val_accuracy", "nngp": "nngp_val_accuracy"}
 SCHEDULES = ("onecycle", "cosine")
 PARAMETERIZATIONS = ("ntk", "standard")
 
