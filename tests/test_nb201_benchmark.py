@@ -205,3 +205,15 @@ def test_search_of_the_nasbench201_space_end_to_end(cifar_dir: Path, tmp_path: P
     assert cli.main(["search", "--space", "nasbench201", "--study", name, "--trials-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert f"study {name!r} was run with data 't20-v10-r4-s0', not 't200-v100-r8-s0'" in error
+
+
+def test_the_trained_networks_cost_spans_the_benchmarks_published_range() -> None:
+    """NAS-Bench-201's networks span 7.78-220.11 MFLOPs and 0.07-1.53 M parameters (Dong and Yang, 2020);
+    each 3x3 conv edge adds the same multiply-adds in every stage (C^2 HW is constant across them)."""
+    empty = nasbench201.trained_network_cost("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    full = nasbench201.trained_network_cost(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    assert empty[0] == pytest.approx(7.78e6, rel=0.01) and full[0] == pytest.approx(220.11e6, rel=0.01)
+    assert empty[1] == pytest.approx(0.073e6, rel=0.01) and full[1] == pytest.approx(1.53e6, rel=0.01)
+    one = nasbench201.trained_network_cost("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert one[0] - empty[0] == 5 * 3 * 9 * 16**2 * 32**2 and (full[0] - empty[0]) == 6 * (one[0] - empty[0])

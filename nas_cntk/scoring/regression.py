@@ -69,71 +69,61 @@ def targets(labels: np.ndarray, classes: int = 10) -> np.ndarray:
     return y
 
 
-def _leave_one_out(eigenvalues: np.ndarray, u: np.ndarray, uy: np.ndarray, y: np.ndarray,
-                   ridge: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Closed-form leave-one-out predictions at ``ridge``, and the dual coefficients; None where singular."""
-    shifted = eigenvalues + ridge
-    if shifted.min() <= 1e-10 * eigenvalues.max():
-        return None
-    alpha = u @ (uy / shifted[:, None])
-    inverse_diagonal = (u**2) @ (1 / shifted)
-    return y - alpha / inverse_diagonal[:, None], alpha
+@dataclass(frozen=True)
+class _Fit:
+    relative_ridge: float
+    alpha: np.ndarray     # dual coefficients
+    accuracy: float       # leave-one-out
+    sq_error: float       # leave-one-out
+
+
+def _fits(k: np.ndarray, labels: np.ndarray, relative_ridges: tuple[float, ...], what: str) -> list[_Fit]:
+    """The closed-form leave-one-out fit at each ridge of the grid (scaled by the mean diagonal) where
+    ``k`` + ridge is not singular; one eigendecomposition serves them all."""
+    y = targets(labels)
+    eigenvalues, u = np.linalg.eigh(k)
+    uy = u.T @ y
+    scale = float(np.mean(np.diag(k)))
+    fits = []
+    for relative in relative_ridges:
+        shifted = eigenvalues + relative * scale
+        if shifted.min() <= 1e-10 * eigenvalues.max():
+            continue
+        alpha = u @ (uy / shifted[:, None])
+        prediction = y - alpha / ((u**2) @ (1 / shifted))[:, None]  # (K + r I)^-1 Y without each image's own term
+        fits.append(_Fit(relative, alpha, float(np.mean(prediction.argmax(1) == labels)),
+                         float(np.mean(np.sum((prediction - y) ** 2, 1)))))
+    if not fits:
+        raise KernelError(f"the {what} kernel is singular at every ridge of the grid: the network cannot tell the "
+                          "images apart")
+    return fits
 
 
 def kernel_regression(k_train: np.ndarray, y_train: np.ndarray, k_eval: np.ndarray, y_eval: np.ndarray,
                       relative_ridges: tuple[float, ...] = RELATIVE_RIDGES) -> Regression:
     """Fit on ``k_train`` (n x n), choose the ridge by leave-one-out, report accuracy on ``k_eval`` (m x n)."""
     k_train, k_eval = np.asarray(k_train, np.float64), np.asarray(k_eval, np.float64)
-    y, y_true = targets(y_train), targets(y_eval)
+    y_true = targets(y_eval)
     if not k_train.any():
         # A network whose output ignores its input (a NAS-Bench-201 cell cut off from its input):
         # the kernel is zero and so is every prediction; argmax then picks class 0 for every image.
         return Regression(float(np.mean(y_eval == 0)), float(np.mean(np.sum(y_true**2, 1))), 0.0, 0.0,
                           float(np.mean(y_train == 0)))
-    eigenvalues, u = np.linalg.eigh(k_train)
-    uy = u.T @ y
-    scale = float(np.mean(np.diag(k_train)))
-    best = None
-    for relative in relative_ridges:
-        fit = _leave_one_out(eigenvalues, u, uy, y, relative * scale)
-        if fit is None:
-            continue
-        prediction, alpha = fit
-        loo_accuracy = float(np.mean(prediction.argmax(1) == y_train))
-        loo_error = float(np.mean(np.sum((prediction - y) ** 2, 1)))
-        if best is None or (loo_accuracy, -loo_error) > (best[0], -best[1]):
-            best = loo_accuracy, loo_error, relative, alpha
-    if best is None:
-        raise KernelError("the training kernel is singular at every ridge of the grid: the network cannot tell "
-                          "the training images apart")
-    loo_accuracy, _, relative, alpha = best
-    prediction = k_eval @ alpha
+    best = max(_fits(k_train, y_train, relative_ridges, "training"), key=lambda f: (f.accuracy, -f.sq_error))
+    prediction = k_eval @ best.alpha
     return Regression(float(np.mean(prediction.argmax(1) == y_eval)),
-                      float(np.mean(np.sum((prediction - y_true) ** 2, 1))), relative * scale, relative,
-                      loo_accuracy)
+                      float(np.mean(np.sum((prediction - y_true) ** 2, 1))),
+                      best.relative_ridge * float(np.mean(np.diag(k_train))), best.relative_ridge, best.accuracy)
 
 
 def leave_one_out(k: np.ndarray, labels: np.ndarray,
                   relative_ridges: tuple[float, ...] = RELATIVE_RIDGES) -> tuple[float, float, float]:
     """Leave-one-out over all of ``k``'s images at the ridge with the least squared error: (accuracy,
     squared error, relative ridge). A zero kernel predicts 0, as :func:`kernel_regression` does."""
-    y = targets(labels)
     if not k.any():
-        return float(np.mean(labels == 0)), float(np.mean(np.sum(y**2, 1))), 0.0
-    eigenvalues, u = np.linalg.eigh(k)
-    uy = u.T @ y
-    scale = float(np.mean(np.diag(k)))
-    best = None
-    for relative in relative_ridges:
-        fit = _leave_one_out(eigenvalues, u, uy, y, relative * scale)
-        if fit is None:
-            continue
-        error = float(np.mean(np.sum((fit[0] - y) ** 2, 1)))
-        if best is None or error < best[1]:
-            best = float(np.mean(fit[0].argmax(1) == labels)), error, relative
-    if best is None:
-        raise KernelError("the kernel is singular at every ridge of the grid: the network cannot tell the images apart")
-    return best
+        return float(np.mean(labels == 0)), float(np.mean(np.sum(targets(labels) ** 2, 1))), 0.0
+    best = min(_fits(k, labels, relative_ridges, "scored images'"), key=lambda f: f.sq_error)
+    return best.accuracy, best.sq_error, best.relative_ridge
 
 
 def alignment(k: np.ndarray, labels: np.ndarray) -> float:

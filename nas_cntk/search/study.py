@@ -345,7 +345,7 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
     parent_run_id = tracker.start_search(
         params={"space": space.name, "sampler": settings.sampler, "seed": settings.seed, "trials": settings.trials,
                 "workers": settings.workers, **vars(data)},
-        tags={"storage": settings.stores.storage, "space_file": str(space.path)})
+        tags={"storage": settings.stores.storage, "space_file": str(space.path)}, objective=search.objective)
     context = multiprocessing.get_context("spawn")  # CUDA and fork do not mix
     workers = [context.Process(target=_work, args=(search, k, parent_run_id), daemon=False)
                for k in range(1, settings.workers)]

@@ -30,6 +30,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from nas_cntk.errors import TrackingError
+from nas_cntk.scoring.measures import direction
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
 RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/experiments/ID/runs?viewStateShareKey=trials
@@ -119,8 +120,8 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------ a study's runs
 
-    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        self.share_runs_view()
+    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str], objective: str) -> str:
+        self.share_runs_view(objective=objective)
         return self.start_run(f"search {time.strftime('%Y-%m-%d %H:%M:%S')}", params=params,
                               tags={"study": self.experiment, **tags})
 
@@ -138,16 +139,22 @@ class Tracker:
         if architecture_json is not None:
             self.log_text(run_id, architecture_json, "architecture.json")
 
-    def share_runs_view(self, metrics: tuple[str, ...] = ()) -> None:
-        """The runs page as :data:`RUNS_VIEW` shows it: the score columns, those it showed already (trained
-        accuracies) and ``metrics``, best CNTK first. MLflow keeps a shared view as an experiment tag that a
-        ``viewStateShareKey`` link opens."""
+    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: str | None = None) -> None:
+        """The runs page as :data:`RUNS_VIEW` shows it: the objective and score columns, those it showed
+        already (trained accuracies) and ``metrics``, best objective first (the view's own order where
+        none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey`` link
+        opens."""
         key = f"mlflow.sharedViewState.{RUNS_VIEW}"
-        shown = self.client.get_experiment(self.experiment_id).tags.get(key)
-        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*VIEW_METRICS, *metrics)),
-                                 *([] if shown is None else json.loads(shown)["selectedColumns"]),
+        text = self.client.get_experiment(self.experiment_id).tags.get(key)
+        shown = None if text is None else json.loads(text)
+        leading = () if objective is None else (objective, f"best_{objective}")
+        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *VIEW_METRICS, *metrics)),
+                                 *([] if shown is None else shown["selectedColumns"]),
                                  *(f"params.`{p}`" for p in VIEW_PARAMS)])
-        view = {"orderByKey": f"metrics.`{VIEW_METRICS[0]}`", "orderByAsc": False, "selectedColumns": list(columns),
+        order = ((f"metrics.`{objective}`", direction(objective) < 0) if objective is not None
+                 else (shown["orderByKey"], shown["orderByAsc"]) if shown is not None
+                 else (f"metrics.`{VIEW_METRICS[0]}`", False))
+        view = {"orderByKey": order[0], "orderByAsc": order[1], "selectedColumns": list(columns),
                 "runsHiddenMode": "SHOW_ALL"}
         self.client.set_experiment_tag(self.experiment_id, key, json.dumps(view))
 

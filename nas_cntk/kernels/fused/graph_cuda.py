@@ -121,9 +121,11 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                     e = start + lanes
                     tl.store(out + e, tl.zeros([BLOCK], tl.float32), mask=e < size)
             elif op == _LINEAR:  # B on each row into the scratch, then A on whole rows of it (as on the CPU)
-                _apply_b(src, scratch, in_rows, in_cols, cols, f4, m_table, m_indices, m_values, lanes, BLOCK)
+                _linear_pass(src, scratch, in_rows * cols, cols, in_cols, in_cols, f4, False, 1.0, 0.0, m_table,
+                             m_indices, m_values, lanes, BLOCK)
                 tl.debug_barrier()
-                _apply_a(scratch, out, rows, cols, f3, scale_k, shift_k, m_table, m_indices, m_values, lanes, BLOCK)
+                _linear_pass(scratch, out, size, cols, cols, in_rows, f3, True, scale_k, shift_k, m_table, m_indices,
+                             m_values, lanes, BLOCK)
             elif op == _GATHER:
                 row_map = map_indices + tl.load(map_starts + f3)
                 col_map = map_indices + tl.load(map_starts + f4)
@@ -221,52 +223,31 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
 
 
 @triton.jit
-def _apply_b(src, scratch, in_rows, in_cols, cols, matrix, m_table, m_indices, m_values, lanes, BLOCK: tl.constexpr):
-    """scratch (in_rows x cols) = src B^T, B = matrix (-1: the identity); a row's terms in column order."""
-    count = in_rows * cols
+def _linear_pass(src, dst, count, cols, in_cols, limit, matrix, along_rows, scale, shift, m_table, m_indices,
+                 m_values, lanes, BLOCK: tl.constexpr):
+    """dst (count entries, rows of ``cols``) = scale M src + shift with M = matrix (-1: the identity) on
+    the rows of src (``along_rows``: A, whose rows are the output rows) or on its columns (B, whose
+    rows are the output columns); ``limit`` bounds M's column indices. A row's terms in column order."""
     if matrix >= 0:
         width = tl.load(m_table + 4 * matrix + 1)
         offset = tl.load(m_table + 4 * matrix + 2)
         banded = tl.load(m_table + 4 * matrix + 3)
+        n = tl.load(m_table + 4 * matrix)
         for start in range(0, count, BLOCK):
             e = start + lanes
             live = e < count
             u, v = e // cols, e % cols
+            r = tl.where(along_rows, u, v)
             total = tl.zeros([BLOCK], tl.float32)
             for f in range(width):
-                weight = tl.load(m_values + offset + f * cols + v, mask=live, other=0.0)
-                column = tl.load(m_indices + offset + f * cols + v, mask=live, other=0)
-                column = tl.where(banded != 0, column + v, column)
-                take = live & (weight != 0) & (column >= 0) & (column < in_cols)
-                total += weight * tl.load(src + u * in_cols + column, mask=take, other=0.0)
-            tl.store(scratch + e, total, mask=live)
+                weight = tl.load(m_values + offset + f * n + r, mask=live, other=0.0)
+                index = tl.load(m_indices + offset + f * n + r, mask=live, other=0)
+                index = tl.where(banded != 0, index + r, index)
+                at = tl.where(along_rows, index * cols + v, u * in_cols + index)
+                take = live & (weight != 0) & (index >= 0) & (index < limit)
+                total += weight * tl.load(src + at, mask=take, other=0.0)
+            tl.store(dst + e, scale * total + shift, mask=live)
     else:
         for start in range(0, count, BLOCK):
             e = start + lanes
-            tl.store(scratch + e, tl.load(src + e, mask=e < count, other=0.0), mask=e < count)
-
-
-@triton.jit
-def _apply_a(scratch, out, rows, cols, matrix, scale, shift, m_table, m_indices, m_values, lanes,
-             BLOCK: tl.constexpr):
-    """out (rows x cols) = scale A scratch + shift, A = matrix (-1: the identity)."""
-    count = rows * cols
-    if matrix >= 0:
-        width = tl.load(m_table + 4 * matrix + 1)
-        offset = tl.load(m_table + 4 * matrix + 2)
-        banded = tl.load(m_table + 4 * matrix + 3)
-        for start in range(0, count, BLOCK):
-            e = start + lanes
-            live = e < count
-            u, v = e // cols, e % cols
-            total = tl.zeros([BLOCK], tl.float32)
-            for f in range(width):
-                weight = tl.load(m_values + offset + f * rows + u, mask=live, other=0.0)
-                row = tl.load(m_indices + offset + f * rows + u, mask=live, other=0)
-                row = tl.where(banded != 0, row + u, row)
-                total += weight * tl.load(scratch + row * cols + v, mask=live & (weight != 0), other=0.0)
-            tl.store(out + e, scale * total + shift, mask=live)
-    else:
-        for start in range(0, count, BLOCK):
-            e = start + lanes
-            tl.store(out + e, scale * tl.load(scratch + e, mask=e < count, other=0.0) + shift, mask=e < count)
+            tl.store(dst + e, scale * tl.load(src + e, mask=e < count, other=0.0) + shift, mask=e < count)
