@@ -85,6 +85,8 @@ def test_pooling_below_one_pixel_is_an_invalid_candidate(tmp_path: Path):
     ("stages: 1\nlayers: 1\nkernel: 3\nreadout: gap\nbias_std: {low: 1, high: 0}\n", "bias_std:"),
     ("stages: [1\n", "not valid YAML"),
     ("architectures: [missing.json]\n", "architectures[0]:"),
+    ("stages: 1\nlayers: 1\nkernel: 3\nreadout: gap\nobjective: accuracy\n",
+     "objective: expected one of cntk_val_accuracy, "),
 ])
 def test_malformed_space_names_file_and_key(tmp_path: Path, text: str, message: str):
     path = space_file(tmp_path, text)
@@ -152,10 +154,18 @@ def test_data_fidelity_is_not_part_of_the_digest_but_cells_per_stage_is(tmp_path
     base = digest(NB201_SPACE)
     assert digest(NB201_SPACE + "fidelity: {train_size: 60}\n") == base  # the study checks data by its label
     assert digest(NB201_SPACE + "fidelity: {cells_per_stage: 1}\n") != base
-    # A file without `fidelity:` keeps the digest of its whole content: studies from before still resume.
+    # A file without `fidelity:` keeps the digest of its content but its objective: studies from before resume.
     content = yaml.safe_load((EXAMPLES.parent / "default.yaml").read_text())
+    content.pop("objective")
     old = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert load_space("default").digest == old
+
+
+def test_a_space_names_its_default_objective_outside_its_digest(tmp_path: Path):
+    plain = load_space(space_file(tmp_path, NB201_SPACE))
+    named = load_space(space_file(tmp_path, NB201_SPACE + "objective: cntk_loo_sq_error\n"))
+    assert (plain.objective, named.objective) == ("cntk_val_accuracy", "cntk_loo_sq_error")
+    assert named.digest == plain.digest  # the study checks its objective itself
 
 
 @pytest.mark.parametrize("text, message", [
