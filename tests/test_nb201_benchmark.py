@@ -3,20 +3,22 @@
 On real CIFAR-10 with real SQLite MLflow and Optuna stores. The development table
 (tests/data/nb201_cifar10_dev.csv) reads whole; samples are seeded and a larger one extends a
 smaller; bad rows are named by line, a missing file or column is one error line before anything is
-written. A four-architecture run prints every score's Kendall and Spearman, and the FLOPs and
-parameter count of the trained network's, equal to scipy's on the CSV it writes, beside the
+written. A four-architecture run prints every score's Kendall and Spearman, and those of the trained
+network's FLOPs, parameter count, NASWOT and synflow, equal to scipy's on the CSV it writes, beside the
 published proxies, and logs a parent MLflow run (correlation metrics, four artifacts)
 with one nested run per architecture; run again, it takes every score from the cache. A search of
 the cell space names each trial by its genotype and takes its data settings from the space file.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import torch
 from commands import nas_cntk_command, one_error_line
 from mlflow import MlflowClient
 from scipy import stats
@@ -26,6 +28,7 @@ from nas_cntk.description import nasbench201
 from nas_cntk.errors import NasCntkError
 from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 from nas_cntk.search.space import load_space
+from nas_cntk.trained.baselines import TrainedNetwork, naswot, synflow
 from nas_cntk.trained.benchmark import BASELINES, EXPERIMENT, read_table, sample_table
 
 # The NAS-Bench-201 development table (1,000 cells with their trained accuracy; see tests/data/README.md).
@@ -171,7 +174,10 @@ def test_benchmark_logs_a_parent_run_with_metrics_artifacts_and_one_run_per_arch
     pd.testing.assert_frame_equal(logged.drop(columns="cached"), pd.read_csv(out).drop(columns="cached"))
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.params["arch"] for r in nested) == sorted(logged["arch"])
-    assert all({*SCORE_NAMES, *BASELINES, "cifar10_test_acc_200ep"} <= set(r.data.metrics) for r in nested)
+    finite = {a: {k for k in BASELINES if math.isfinite(v[k])} for a, v in logged.set_index("arch").iterrows()}
+    assert all({*SCORE_NAMES, *finite[r.data.params["arch"]], "cifar10_test_acc_200ep"} <= set(r.data.metrics)
+               for r in nested)
+    assert finite[PICKED[0]] == {"flops", "parameters", "synflow"}  # the constant network's NASWOT is -inf
 
 
 @pytest.mark.integration
@@ -205,6 +211,20 @@ def test_search_of_the_nasbench201_space_end_to_end(cifar_dir: Path, tmp_path: P
     assert cli.main(["search", "--space", "nasbench201", "--study", name, "--trials-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert f"study {name!r} was run with data 't20-v10-r4-s0', not 't200-v100-r8-s0'" in error
+
+
+def test_the_trained_network_has_the_counted_parameters_and_the_proxies_order_it() -> None:
+    """The torch network NASWOT and synflow score has exactly the parameters trained_network_cost counts;
+    a constant network (a disconnected cell) gets NASWOT's -inf and synflow's 0, a conv cell finite
+    scores, and a seed gives the same scores again."""
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for genotype in (GENOTYPE, PICKED[0], PICKED[3]):
+        network = TrainedNetwork(genotype)
+        assert sum(p.numel() for p in network.parameters()) == nasbench201.trained_network_cost(genotype)[1]
+        assert network(images).shape == (8, 10)
+    assert naswot(PICKED[0], images) == -math.inf and synflow(PICKED[0]) == 0.0
+    assert math.isfinite(naswot(GENOTYPE, images)) and synflow(GENOTYPE) > 0
+    assert naswot(GENOTYPE, images, seed=1) == naswot(GENOTYPE, images, seed=1)
 
 
 def test_the_trained_networks_cost_spans_the_benchmarks_published_range() -> None:

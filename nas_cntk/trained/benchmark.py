@@ -4,7 +4,9 @@ A table of cell genotypes with their trained CIFAR-10 accuracy (columns ``arch``
 ``cifar10_test_acc_200ep``, ``n_seeds``) is sampled at random; each sampled cell's macro network
 (:func:`nas_cntk.description.nasbench201.description`) gets every score of one kernel pass, NTK
 and NNGP (:data:`nas_cntk.scoring.measures.SCORE_NAMES`), and the benchmark's trained network
-its FLOPs and parameter count (the size baselines, measured here). Each score's rank correlation
+its FLOPs, its parameter count and two finite-network proxies at initialisation, NASWOT and synflow
+(:mod:`nas_cntk.trained.baselines`), on the sample's training images at 32 x 32: the baselines,
+measured here. Each score's rank correlation
 with the trained accuracy is reported beside the others, with bootstrap intervals, and beside the
 published whole-space figures of other training-free proxies; so is the default score's rank
 correlation with FLOPs, which shows how much of its signal is size. Scores go to the per-score cache as they come,
@@ -13,12 +15,14 @@ smaller one (the sample is a prefix of one seeded permutation of the table).
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from nas_cntk import checks
@@ -33,12 +37,14 @@ from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
+from nas_cntk.trained.baselines import naswot, synflow
 from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
 
 ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
 TRAINED_LABEL = "CIFAR-10 test accuracy after 200 epochs (%)"
-BASELINES = ("flops", "parameters")  # of the benchmark's trained network: higher ranks higher
+BASELINES = ("flops", "parameters", "naswot", "synflow")  # of the benchmark's trained network: higher ranks higher
+PROXY_IMAGES = 128  # NASWOT's batch on NAS-Bench-201 (Mellor et al.)
 
 # Kendall tau / Spearman rho with CIFAR-10 test accuracy over the whole space (15,625 networks), as
 # published for other training-free proxies (sources in docs/benchmark.md); not measured here.
@@ -158,6 +164,9 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
     scores: list[Score | None] = [cache.get(arch.hash) for arch in archs]
     cached = [s is not None for s in scores]
     splits = settings.data.load(settings.data_dir) if not all(cached) else None  # data errors end it before any score
+    # the proxies' images: the training subset's first, at the resolution the network is trained at
+    proxy_images = replace(settings.data, resolution=32).load(settings.data_dir).x_train[:PROXY_IMAGES]
+    baselines: list[dict[str, float]] = []
     run_id = _start_run(tracker, settings, len(sample))
     with tracker.ending(run_id):
         with tqdm(total=len(archs), initial=sum(cached), desc="architectures", unit="arch", smoothing=0,
@@ -171,8 +180,9 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
                     values = scores[i].metrics()
                     tqdm.write(f"{i + 1:>5}/{len(archs)}  " + "  ".join(f"{n} {values[n]:.4f}" for n in shown) +
                                f"  trained {sample[TRAINED].iloc[i]:6.2f}  {scores[i].seconds:6.1f} s  {arch.name}")
-                _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], cached[i])
-        frame = _score_table(sample, archs, scores, cached)
+                baselines.append(_baselines(sample[ARCH].iloc[i], proxy_images, settings.seed))
+                _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], baselines[i], cached[i])
+        frame = _score_table(sample, archs, scores, baselines, cached)
         out = settings.out_path
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
@@ -197,19 +207,24 @@ def _score(arch: Architecture, splits: DataSplits, device: str | None) -> Score:
         raise KernelError(f"{arch.name}: {error}") from None
 
 
+def _baselines(genotype: str, images: torch.Tensor, seed: int) -> dict[str, float]:
+    flops, parameters = nasbench201.trained_network_cost(genotype)
+    return {"flops": flops, "parameters": parameters, "naswot": naswot(genotype, images, seed),
+            "synflow": synflow(genotype, seed)}
+
+
 def _ranked(frame: pd.DataFrame, name: str) -> pd.Series:
     """A score's column oriented so that higher is better (the baselines already are)."""
     return frame[name] if name in BASELINES else direction(name) * frame[name]
 
 
 def _score_table(sample: pd.DataFrame, archs: list[Architecture], scores: list[Score],
-                 cached: list[bool]) -> pd.DataFrame:
+                 baselines: list[dict[str, float]], cached: list[bool]) -> pd.DataFrame:
     return pd.DataFrame([{
-        ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS], **s.metrics(),
-        **dict(zip(BASELINES, nasbench201.trained_network_cost(row[ARCH]))),
+        ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS], **s.metrics(), **b,
         "kernel_seconds": s.seconds, "device": s.device, "cached": was_cached, "hash": arch.hash,
         "connected": nasbench201.connected(nasbench201.parse_genotype(row[ARCH])),
-    } for (_, row), arch, s, was_cached in zip(sample.iterrows(), archs, scores, cached)])
+    } for (_, row), arch, s, b, was_cached in zip(sample.iterrows(), archs, scores, baselines, cached)])
 
 
 # ------------------------------------------------------------------------------------------------ MLflow
@@ -224,11 +239,12 @@ def _start_run(tracker: Tracker, settings: BenchmarkSettings, sampled: int) -> s
 
 
 def _log_architecture(tracker: Tracker, parent_run_id: str, row: pd.Series, arch: Architecture, result: Score,
-                      cached: bool) -> None:
+                      baselines: dict[str, float], cached: bool) -> None:
     """One nested run per architecture: its scores beside its trained accuracy, comparable in the MLflow UI."""
     run_id = tracker.start_run(
         arch.name, parent=parent_run_id, params={ARCH: arch.name, SEEDS: row[SEEDS]},
-        metrics={**result.metrics(), **dict(zip(BASELINES, nasbench201.trained_network_cost(row[ARCH]))),
+        # NASWOT is -inf where the codes tell no two images apart (a constant network): not a metric value
+        metrics={**result.metrics(), **{k: v for k, v in baselines.items() if math.isfinite(v)},
                  TRAINED: row[TRAINED], "kernel_seconds": result.seconds},
         tags={"arch_hash": arch.hash, "cached": str(cached).lower(), "device": result.device})
     tracker.end_run(run_id)
@@ -274,7 +290,8 @@ def format_report(result: BenchmarkResult) -> str:
             ("  kernel scores, one kernel pass (- : lower is better)", "", "")]
     rows += [(f"    {ranking_label(name)}{' (default)' if name == s.objective else ''}", str(c[name].kendall),
               str(c[name].spearman)) for name in SCORE_NAMES]
-    rows += [("  size of the trained network (16/32/64 channels, 5 cells per stage)", "", "")]
+    rows += [("  the trained network (16/32/64 channels, 5 cells per stage): size, and proxies at initialisation",
+              "", "")]
     rows += [(f"    {name}", str(c[name].kendall), str(c[name].spearman)) for name in BASELINES]
     rows += [(f"  {ranking_label(s.objective)} with FLOPs (how much of it is size)", str(result.size_share.kendall),
               str(result.size_share.spearman))]
