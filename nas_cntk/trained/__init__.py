@@ -5,7 +5,8 @@ is imported); ``training`` trains the finite network of a
 description; ``results`` keeps trained results on a
 study and pairs them with the kernel scores (``nas-cntk train``); ``correlation`` measures rank
 agreement with bootstrap intervals (``nas-cntk correlate``); ``benchmark`` scores a sample of
-NAS-Bench-201's table of trained networks (``nas-cntk benchmark nb201``). The names below are the
+NAS-Bench-201's table of trained networks (``nas-cntk benchmark nb201``), beside the baselines of
+``baselines`` (the benchmark's own network at initialisation: NASWOT, synflow). The names below are the
 package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.search`, :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`,
