@@ -106,11 +106,7 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                 for start in range(0, size, BLOCK):
                     e = start + lanes
                     live = e < size
-                    u, v = e // cols, e % cols
-                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
-                                                                                         other=0)
-                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
-                                                                                            mask=live, other=0)
+                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
                     total = tl.zeros([BLOCK], tl.float32)
                     for ch in range(channels):
                         total += (tl.load(x1 + (a * channels + ch) * pixels + first, mask=live, other=0.0)
@@ -156,11 +152,7 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                 for start in range(0, size, BLOCK):
                     e = start + lanes
                     live = e < size
-                    u, v = e // cols, e % cols
-                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
-                                                                                         other=0)
-                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
-                                                                                            mask=live, other=0)
+                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
                     va = tl.load(var1 + a * var_size + at + first, mask=live, other=0.0)
                     vb = tl.load(var2 + b * var_size + at + second, mask=live, other=0.0)
                     sigma = tl.load(src + e, mask=live, other=0.0)
@@ -178,11 +170,7 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                 for start in range(0, size, BLOCK):
                     e = start + lanes
                     live = e < size
-                    u, v = e // cols, e % cols
-                    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live,
-                                                                                         other=0)
-                    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v,
-                                                                                            mask=live, other=0)
+                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
                     tl.store(out + e, tl.load(vec1 + a * vec_size + f2 + first, mask=live, other=0.0)
                              * tl.load(vec2 + b * vec_size + f3 + second, mask=live, other=0.0), mask=live)
             elif op == _VARIANCE:
@@ -220,6 +208,15 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                 tl.store(sums + 2 * k, tl.sum(total_sigma, axis=0))
                 tl.store(sums + 2 * k + 1, tl.sum(total_theta, axis=0))
             tl.debug_barrier()
+
+
+@triton.jit
+def _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner):
+    """The pixels (flat, of image 1 and image 2) an entry of a pair tensor pairs, from the grid's maps."""
+    u, v = e // cols, e % cols
+    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live, other=0)
+    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v, mask=live, other=0)
+    return first, second
 
 
 @triton.jit
