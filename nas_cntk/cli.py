@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from nas_cntk import data
 from nas_cntk.errors import NasCntkError
 from nas_cntk.scoring.measures import SCORE_NAMES
-from nas_cntk.search.settings import SAMPLERS, SearchSettings
+from nas_cntk.search.settings import PRUNERS, SAMPLERS, SearchSettings
 from nas_cntk.trained.settings import PARAMETERIZATIONS, SCHEDULES, TrainSettings
 
 if TYPE_CHECKING:
@@ -68,6 +68,28 @@ def add_store_options(parser: argparse.ArgumentParser, study_help: str | None = 
     if optuna:
         parser.add_argument("--storage", metavar="URL", help="Optuna RDB storage URL, e.g. postgresql://host/db "
                             "(default: sqlite:///DIR/optuna.db)")
+
+
+def add_rung_options(parser: argparse.ArgumentParser) -> None:
+    """Multi-fidelity search: the rungs, and the pruner that decides which trials earn the next one."""
+    parser.add_argument("--rungs", metavar="N1,N2,...", help="score each trial on nested subsets with these "
+                        "training images in turn (validation images in proportion), the last the search's own; "
+                        "e.g. 50,100,200 (default: the space file's fidelity.rungs, else one rung)")
+    parser.add_argument("--pruner", choices=PRUNERS, default="sh", help="sh: successive halving; hyperband "
+                        "(default sh)")
+    parser.add_argument("--reduction-factor", type=int, default=2, metavar="ETA",
+                        help="a rung keeps 1/ETA of the trials that reach it (default 2)")
+
+
+def rungs(text: str | None) -> tuple[int, ...] | None:
+    """``--rungs 50,100,200`` as training sizes."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise NasCntkError(f"--rungs: expected comma-separated training sizes such as 50,100,200, got {text!r}") \
+            from None
 
 
 def stores(args: argparse.Namespace) -> Stores:
@@ -160,6 +182,7 @@ class Search(Command):
                             help="the score to maximise, any of " + ", ".join(SCORE_NAMES) + " (default: the space "
                                  "file's objective; every score is recorded either way; docs/scoring.md)")
         parser.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
+        add_rung_options(parser)
         add_data_options(parser, "val", 1000, space_defaults="the space file's fidelity")
         add_store_options(parser, "study name (default: SPACE-DATA, e.g. default-t2000-v1000-r32-s0)")
 
@@ -170,8 +193,9 @@ class Search(Command):
         settings = SearchSettings(
             space=args.space, stores=stores(args), study=args.study, trials=args.trials, sampler=args.sampler,
             seed=args.seed, workers=args.workers, train_size=args.train_size, val_size=args.eval_size,
-            resolution=args.resolution, zca=args.zca, objective=args.objective, data_dir=args.data_dir,
-            device=args.device, heartbeat=args.heartbeat)
+            resolution=args.resolution, zca=args.zca, objective=args.objective, rungs=rungs(args.rungs),
+            pruner=args.pruner, reduction_factor=args.reduction_factor, data_dir=args.data_dir, device=args.device,
+            heartbeat=args.heartbeat)
         search, study = run_search(settings, dry_run=args.dry_run)
         if args.dry_run:
             return
@@ -335,6 +359,8 @@ class Benchmark(Command):
         add_data_options(parser, "val", 1000, space_defaults="the nasbench201 space's fidelity")
         parser.add_argument("--out", metavar="FILE.csv", help="the per-architecture scores "
                             "(default: DIR/benchmark/nb201-nN-DATA-kK.csv)")
+        parser.add_argument("--save-kernels", metavar="DIR", help="keep the kernel matrices of the architectures "
+                            "scored now (not those from the cache) in DIR/HASH.npz, for scores the tool lacks")
         add_store_options(parser, optuna=False)
 
     def take_action(self, args: argparse.Namespace) -> None:
@@ -343,10 +369,52 @@ class Benchmark(Command):
         settings = BenchmarkSettings.with_space_defaults(
             Path(args.table), stores(args), sample=args.sample, seed=args.seed, cells_per_stage=args.cells_per_stage,
             train_size=args.train_size, val_size=args.eval_size, resolution=args.resolution, zca=args.zca,
-            out=None if args.out is None else Path(args.out), data_dir=args.data_dir, device=args.device)
+            out=None if args.out is None else Path(args.out),
+            kernels=None if args.save_kernels is None else Path(args.save_kernels), data_dir=args.data_dir,
+            device=args.device)
         result = run_benchmark(settings)
         print(f"\n{format_report(result)}\n\nscores        {settings.out_path}\nMLflow        run {result.run_id} of "
               f"experiment {EXPERIMENT} in {settings.stores.tracking_uri}")
+
+
+class SearchBenchmark(Command):
+    name, help = "search-benchmark", ("how good the search's picks are: searches over a benchmark table's cells, "
+                                      "their picks' trained accuracy beside FLOPs-guided and random picks")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("benchmark", choices=("nb201",), help="nb201: the nasbench201 space on CIFAR-10")
+        parser.add_argument("--table", required=True, metavar="FILE.csv", help="the cells the searches may propose, "
+                            "with their trained accuracies (columns arch, cifar10_test_acc_200ep, n_seeds)")
+        parser.add_argument("--trials", type=int, default=100, help="finished trials per search (default 100)")
+        parser.add_argument("--seeds", type=int, default=5, help="searches, with sampler seeds 0, 1, ... (default 5)")
+        parser.add_argument("--sampler", choices=[s for s in SAMPLERS if s != "grid"], default="tpe")
+        parser.add_argument("--objective", metavar="SCORE", help="the score the searches maximise (default: the "
+                            "nasbench201 space's objective)")
+        add_rung_options(parser)
+        # --seed is the data's: every search scores the same subsets
+        add_data_options(parser, "val", 1000, space_defaults="the nasbench201 space's fidelity")
+        parser.add_argument("--out", metavar="FILE.csv", help="one row per search "
+                            "(default: DIR/benchmark/nb201-search-OBJECTIVE-SAMPLER-TT-DATA.csv)")
+        add_store_options(parser)
+
+    def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk import checks
+        from nas_cntk.trained.search_benchmark import (
+            EXPERIMENT,
+            SearchBenchmarkSettings,
+            format_report,
+            run_search_benchmark,
+        )
+
+        settings = SearchBenchmarkSettings.with_space_defaults(
+            Path(args.table), stores(args), trials=args.trials, seeds=checks.integer(args.seeds, "--seeds"),
+            objective=args.objective, sampler=args.sampler, rungs=rungs(args.rungs), pruner=args.pruner,
+            reduction_factor=args.reduction_factor, train_size=args.train_size, val_size=args.eval_size,
+            resolution=args.resolution, seed=args.seed, zca=args.zca,
+            out=None if args.out is None else Path(args.out), data_dir=args.data_dir, device=args.device)
+        result = run_search_benchmark(settings)
+        print(f"\n{format_report(result)}\n\nsearches      {settings.out_path}\nMLflow        run {result.run_id} "
+              f"of experiment {EXPERIMENT} in {settings.stores.tracking_uri}")
 
 
 class Ui(Command):
@@ -377,7 +445,7 @@ class Ui(Command):
 
 
 COMMANDS: tuple[Command, ...] = (Score(), Evaluate(), Search(), Leaderboard(), Export(), Train(), Correlate(),
-                                 Benchmark(), Ui())
+                                 Benchmark(), SearchBenchmark(), Ui())
 
 
 def build_parser() -> argparse.ArgumentParser:

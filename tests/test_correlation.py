@@ -1,6 +1,7 @@
 """The rank statistics behind `correlate` and the benchmark, on hand-made series.
 
-Spearman and Kendall equal scipy's (ties included) and are +-1 on monotone data; the paired
+Spearman and Kendall equal scipy's (ties included) and are +-1 on monotone data, and so do the
+vectorised statistics each bootstrap resample gets, on resamples with repeats; the paired
 bootstrap intervals contain the estimate, are reproducible by seed, widen with the confidence level
 and count constant resamples as zero without warnings; precision@k, regret, ties (to the smaller id)
 and the default top k on hand cases; series are aligned on their common ids; too few ids, a top k
@@ -17,12 +18,28 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
 from nas_cntk.errors import NasCntkError
-from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure, format_correlation
+from nas_cntk.trained.correlation import Correlation, _statistics, correlate, correlation_figure, format_correlation
 
 IDS = list("abcdef")
 # a tie in each column (b/c in the kernel, a/f in the trained accuracies)
 KERNEL = pd.Series([0.61, 0.55, 0.55, 0.70, 0.48, 0.66], index=IDS)
 TRAINED = pd.Series([91.0, 89.5, 90.2, 93.1, 88.0, 91.0], index=IDS)
+
+
+def test_the_resamples_statistics_equal_scipys_row_by_row():
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, 12, (40, 12))  # resamples repeat architectures, as the bootstrap's do
+    kernel, trained = np.round(rng.normal(size=12), 1)[draws], rng.integers(0, 5, 12)[draws].astype(float)
+    kernel[0] = 1.0  # a constant resample counts as 0
+    rho, tau, precision = _statistics(kernel, trained, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        expected = np.nan_to_num([[stats.spearmanr(a, b).statistic, stats.kendalltau(a, b).statistic]
+                                  for a, b in zip(kernel, trained)])
+    assert rho == pytest.approx(expected[:, 0], abs=1e-12) and tau == pytest.approx(expected[:, 1], abs=1e-12)
+    assert rho[0] == tau[0] == 0 and np.count_nonzero(tau) > 30
+    order = [(np.argsort(-a, kind="stable")[:3], np.argsort(-b, kind="stable")[:3]) for a, b in zip(kernel, trained)]
+    assert list(precision) == [len(np.intersect1d(a, b)) / 3 for a, b in order]
 
 
 def noisy(n: int = 30, seed: int = 1) -> tuple[pd.Series, pd.Series]:

@@ -6,7 +6,7 @@ smaller; bad rows are named by line, a missing file or column is one error line 
 written. A four-architecture run prints every score's Kendall and Spearman, and those of the trained
 network's FLOPs, parameter count, NASWOT and synflow, equal to scipy's on the CSV it writes, beside the
 published proxies, and logs a parent MLflow run (correlation metrics, four artifacts)
-with one nested run per architecture; run again, it takes every score from the cache. A search of
+with one nested run per architecture; run again, it takes every score and baseline from the cache. A search of
 the cell space names each trial by its genotype and takes its data settings from the space file.
 """
 from __future__ import annotations
@@ -189,7 +189,8 @@ def test_running_again_takes_every_score_from_the_cache(benchmarked) -> None:
     pd.testing.assert_frame_equal(again.drop(columns="cached"), pd.read_csv(first_csv).drop(columns="cached"))
     for name in SCORE_NAMES:
         assert printed(second.stdout, ranking_label(name)) == printed(first.stdout, ranking_label(name))
-    assert len(list((trials_dir / "cache").rglob("*.json"))) == 4
+    assert len(list((trials_dir / "cache" / "v2").rglob("*.json"))) == 4
+    assert len(list((trials_dir / "cache" / "baselines").rglob("*.json"))) == 4  # NASWOT and synflow too
 
 
 @pytest.mark.integration

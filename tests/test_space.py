@@ -5,7 +5,8 @@ enumerates every combination once; pooling below one pixel is an invalid candida
 name the file and key. The NAS-Bench-201 cell space suggests exactly the benchmark's network for a
 genotype through a real SQLite Optuna study, named by that genotype; its ops and cells per stage
 come from the file; `fidelity:` data defaults yield to options and stay out of the digest,
-cells_per_stage does not. The cache round-trips a score and keeps data settings apart.
+cells_per_stage does not. Restricted to given cells, the TPE and random samplers propose only those,
+and TPE still by its model. The cache round-trips a score and keeps data settings apart.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from optuna.trial import FixedTrial
 import nas_cntk
 from nas_cntk.data import DataSettings
 from nas_cntk.description import nasbench201
-from nas_cntk.errors import InvalidCandidate, SpaceError
+from nas_cntk.errors import InvalidCandidate, NasCntkError, SpaceError
 from nas_cntk.scoring.regression import KernelScores, Score
 from nas_cntk.search.cache import ScoreCache
+from nas_cntk.search.samplers import RestrictedCellSampler, make_sampler
 from nas_cntk.search.space import CellSpace, ListSpace, StagedSpace, check_candidate, load_space
-from nas_cntk.search.study import make_sampler
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "search_spaces" / "examples"
 
@@ -104,14 +105,39 @@ def test_score_cache_round_trips_and_separates_data_settings(tmp_path: Path):
     result = Score("abc123", KernelScores(0.5, 0.8, 0.45, 0.7, 0.3, 4.5, 0.1, 0.01, 0.4, 0.001),
                    KernelScores(0.45, 0.85, 0.4, 0.75, 0.2, 5.5, 0.2, 0.1, 0.35, 0.01),
                    seconds=1.5, pairs=100, device="cpu")
-    ScoreCache(tmp_path, DataSettings(train_size=20)).put(result)
-    assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("abc123") == result
-    assert ScoreCache(tmp_path, DataSettings(train_size=40)).get("abc123") is None
-    assert ScoreCache(tmp_path, DataSettings(train_size=20)).get("other") is None
+    ScoreCache(tmp_path, DataSettings(train_size=20).label).put(result)
+    assert ScoreCache(tmp_path, DataSettings(train_size=20).label).get("abc123") == result
+    assert ScoreCache(tmp_path, DataSettings(train_size=40).label).get("abc123") is None
+    assert ScoreCache(tmp_path, DataSettings(train_size=20).label).get("other") is None
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 # ------------------------------------------------------------------------------------------------ cell space
+
+def test_a_restricted_cell_space_proposes_only_its_cells(tmp_path: Path):
+    space = load_space("nasbench201")
+    table = [line.split(",")[0] for line in (Path(__file__).parent / "data" / "nb201_cifar10_dev.csv").read_text()
+             .splitlines()[1:]]
+    allowed = space.restricted(table)
+    assert allowed.digest != space.digest and space.restricted(table[::-1]).digest == allowed.digest
+    rewards = {}
+    for name in ("tpe", "random"):
+        sampler = make_sampler(name, allowed, seed=0)
+        assert isinstance(sampler, RestrictedCellSampler)
+        study = optuna.create_study(sampler=sampler, direction="maximize")
+        # Rewarding 3x3 convs lets TPE's model leave its random start and propose on its own.
+        study.optimize(lambda trial: allowed.suggest(trial).name.count("conv_3x3"), n_trials=60)
+        names = [nasbench201.genotype_string(allowed.genotype(t.params)) for t in study.trials]
+        assert set(names) <= set(table) and all(t.state.name == "COMPLETE" for t in study.trials)
+        rewards[name] = sum(t.value for t in study.trials[30:])
+    assert rewards["tpe"] > 2 * rewards["random"]  # TPE's model, not the random fallback, proposes there
+    with pytest.raises(InvalidCandidate, match="not one of the allowed cells"):
+        allowed.suggest(FixedTrial({name: "none" for name in space.distributions()}))
+    with pytest.raises(SpaceError, match="uses an op outside the space's ops"):
+        load_space(space_file(tmp_path, "cell: nasbench201\nops: [none, skip_connect]\n")).restricted(table)
+    with pytest.raises(NasCntkError, match="--sampler grid: a search restricted to a table's cells"):
+        make_sampler("grid", allowed, seed=0)
+
 
 NB201_SPACE = "name: cells\ncell: nasbench201\nops: [none, nor_conv_3x3, skip_connect]\n"
 

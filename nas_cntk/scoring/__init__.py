@@ -2,7 +2,9 @@
 
 ``measures`` names the scores and which way is better (light: the command line reads it before
 anything heavy is imported); ``regression`` computes them all from one kernel: kernel regression's
-validation accuracy, leave-one-out over all scored images, alignment, conditioning. The names
+validation accuracy, leave-one-out over all scored images, alignment, conditioning; ``rungs`` scores
+an architecture on nested subsets in turn (multi-fidelity search), each rung computing only its new
+kernel rows. The names
 below are the package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.kernels`, :mod:`nas_cntk.description`, :mod:`nas_cntk.data`,
@@ -12,8 +14,8 @@ import importlib
 
 _PUBLIC = {"DEFAULT_OBJECTIVE": "measures", "MEASURES": "measures", "SCORE_NAMES": "measures",
            "oriented": "measures", "KernelScores": "regression", "Regression": "regression", "Score": "regression",
-           "kernel_regression": "regression", "kernel_scores": "regression", "run_score": "regression",
-           "score": "regression"}
+           "kernel_regression": "regression", "kernel_scores": "regression", "kernels_score": "regression",
+           "run_score": "regression", "score": "regression", "Rungs": "rungs", "RungScorer": "rungs"}
 
 __all__ = sorted(_PUBLIC)
 

@@ -204,8 +204,15 @@ def score(arch: Architecture, data: DataSplits, *, dtype: torch.dtype = torch.fl
         np.savez_compressed(save_kernels, architecture=arch.to_json(), eval_split=data.eval_split,
                             train_indices=data.train_indices, eval_indices=data.eval_indices, labels=labels,
                             train_size=n, ntk=k.ntk.cpu().numpy(), nngp=k.nngp.cpu().numpy())
-    scores = {name: kernel_scores(getattr(k, name).cpu().numpy(), labels, n) for name in ("ntk", "nngp")}
-    return Score(arch.hash, scores["ntk"], scores["nngp"], seconds, (n + m) * (n + m + 1) // 2, str(device))
+    return kernels_score(arch.hash, k.ntk.cpu().numpy(), k.nngp.cpu().numpy(), labels, n, seconds,
+                         (n + m) * (n + m + 1) // 2, str(device))
+
+
+def kernels_score(arch_hash: str, ntk: np.ndarray, nngp: np.ndarray, labels: np.ndarray, n_train: int,
+                  seconds: float, pairs: int, device: str) -> Score:
+    """The :class:`Score` of kernel matrices over all scored images, the first ``n_train`` the training ones."""
+    return Score(arch_hash, kernel_scores(ntk, labels, n_train), kernel_scores(nngp, labels, n_train), seconds,
+                 pairs, device)
 
 
 def run_score(arch_source: str | Path, eval_split: Literal["val", "test"], *, train_size: int, eval_size: int,

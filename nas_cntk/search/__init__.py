@@ -2,7 +2,8 @@
 
 ``settings`` says what a search is asked to do and ``stores`` where its results live (both light:
 the command line reads them before anything heavy is imported); ``space`` reads search-space files
-and proposes architectures; ``study`` runs the Optuna study (sampler, workers, resume) whose
+and proposes architectures; ``samplers`` says which Optuna sampler proposes (restricted to given
+cells for a benchmark); ``study`` runs the Optuna study (rungs and pruners, workers, resume) whose
 objective scores each proposal; ``cache`` keeps scores by architecture and data; ``tracking`` logs
 every trial to MLflow; ``leaderboard`` ranks a study's architectures and ``export`` writes the best
 as standalone PyTorch. The names below are the package's public face, each imported from its
@@ -14,7 +15,8 @@ May import: :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`, :mod:`nas_cntk.des
 import importlib
 
 _PUBLIC = {"SAMPLERS": "settings", "SearchSettings": "settings", "Stores": "stores", "load_study": "stores",
-           "local_tracking_uri": "stores", "SearchSpace": "space", "load_space": "space", "Search": "study",
+           "local_tracking_uri": "stores", "SearchSpace": "space", "load_space": "space",
+           "make_sampler": "samplers", "RestrictedCellSampler": "samplers", "Search": "study",
            "finished_trials": "study", "run_search": "study", "Tracker": "tracking", "format_table": "leaderboard",
            "leaderboard": "leaderboard", "trial_architecture": "leaderboard", "run_export": "export"}
 __all__ = sorted(_PUBLIC)

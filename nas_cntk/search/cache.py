@@ -12,27 +12,43 @@ import os
 import tempfile
 from pathlib import Path
 
-from nas_cntk.data import DataSettings
 from nas_cntk.scoring.regression import Score
 
 VERSION = 2  # every score from one kernel over all scored images (version 1: two validation accuracies)
 
 
-class ScoreCache:
-    def __init__(self, directory: str | Path, data: DataSettings):
-        self.directory = Path(directory) / f"v{VERSION}" / data.label
+class JsonFiles:
+    """One JSON object per key in a folder, each written atomically."""
 
-    def _path(self, arch_hash: str) -> Path:
-        return self.directory / f"{arch_hash}.json"
+    def __init__(self, directory: Path):
+        self.directory = directory
 
-    def get(self, arch_hash: str) -> Score | None:
+    def get(self, key: str) -> dict | None:
         try:
-            return Score.from_dict(json.loads(self._path(arch_hash).read_text()))
+            return json.loads((self.directory / f"{key}.json").read_text())
         except FileNotFoundError:
             return None
 
-    def put(self, score: Score) -> None:
+    def put(self, key: str, value: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=self.directory, suffix=".tmp", delete=False) as file:
-            json.dump(score.to_dict(), file)
-        os.replace(file.name, self._path(score.arch_hash))
+            json.dump(value, file)
+        os.replace(file.name, self.directory / f"{key}.json")
+
+
+class ScoreCache:
+    """The scores of one data setting, by its label (:attr:`nas_cntk.data.DataSettings.label`, or a rung's)."""
+
+    def __init__(self, directory: str | Path, label: str):
+        self.files = JsonFiles(Path(directory) / f"v{VERSION}" / label)
+
+    @property
+    def directory(self) -> Path:
+        return self.files.directory
+
+    def get(self, arch_hash: str) -> Score | None:
+        values = self.files.get(arch_hash)
+        return None if values is None else Score.from_dict(values)
+
+    def put(self, score: Score) -> None:
+        self.files.put(score.arch_hash, score.to_dict())

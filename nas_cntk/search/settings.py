@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from nas_cntk.search.stores import Stores
 
 SAMPLERS = ("auto", "tpe", "random", "grid")
+PRUNERS = ("sh", "hyperband")  # successive halving, Hyperband: which trials earn the next rung
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,18 @@ class SearchSettings:
     study: str | None = None        # None: named after the space and the data, e.g. default-t200-v100-r8-s0
     trials: int = 100               # finished (completed or pruned) trials the study should have
     sampler: str = "auto"
-    seed: int = 0                   # of the sampler and of the data subsets
+    seed: int = 0                   # of the sampler, and of the data subsets unless data_seed says otherwise
     workers: int = 1
     train_size: int | None = None
     val_size: int | None = None
     resolution: int | None = None
     zca: bool = False
     objective: str | None = None    # a score name; None: the space file's objective
+    data_seed: int | None = None    # of the data subsets; None: seed
+    cells: tuple[str, ...] | None = None  # a cell space proposes only these genotypes; None: all
+    rungs: tuple[int, ...] | None = None  # training images per rung, the last the search's; None: the space's
+    pruner: str = "sh"
+    reduction_factor: int = 2       # a rung keeps 1 / reduction_factor of the trials that reach it
     data_dir: str | None = None
     device: str | None = None
     heartbeat: int = 10             # seconds; a trial is stale after 3 missed heartbeats
@@ -41,5 +47,8 @@ class SearchSettings:
             checks.integer(getattr(self, option), f"--{option}")
         if self.objective is not None:
             check_score_name(self.objective)
+        checks.integer(self.reduction_factor, "--reduction-factor", minimum=2)
+        if self.pruner not in PRUNERS:
+            raise NasCntkError(f"--pruner: expected one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.sampler not in SAMPLERS:
             raise NasCntkError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {self.sampler!r}")

@@ -73,6 +73,7 @@ class SearchSpace:
     digest: str  # of the file's parsed content but the data defaults: a resumed study must search the same space
     data_defaults: Mapping[str, int] = field(default_factory=dict, kw_only=True)  # the file's `fidelity` data keys
     objective: str = field(default=DEFAULT_OBJECTIVE, kw_only=True)  # the file's `objective`
+    rungs: tuple[int, ...] | None = field(default=None, kw_only=True)  # the file's `fidelity.rungs`
 
     @property
     def label(self) -> str:
@@ -142,10 +143,14 @@ class StagedSpace(SearchSpace):
 
 @dataclass(frozen=True)
 class CellSpace(SearchSpace):
-    """The NAS-Bench-201 macro network around one cell; each of the cell's edges is a choice of op."""
+    """The NAS-Bench-201 macro network around one cell; each of the cell's edges is a choice of op.
+    ``genotypes``, where given, are the only cells the search may propose (a benchmark table's)."""
 
     ops: tuple[str, ...]
     cells_per_stage: int
+    genotypes: frozenset[nasbench201.Genotype] | None = field(default=None, kw_only=True)
+
+    EDGES = tuple((i, j) for j in range(1, nasbench201.NODES) for i in range(j))  # in genotype order
 
     @property
     def label(self) -> str:
@@ -155,9 +160,31 @@ class CellSpace(SearchSpace):
     def finite(self) -> bool:
         return True
 
+    def restricted(self, genotypes: list[str]) -> CellSpace:
+        """The same space, proposing only ``genotypes`` (benchmark spelling); they are part of its digest."""
+        parsed = frozenset(nasbench201.parse_genotype(g) for g in genotypes)
+        outside = sorted(nasbench201.genotype_string(g) for g in parsed
+                         if any(op not in self.ops for node in g for op in node))
+        if outside:
+            raise SpaceError(f"{outside[0]}: uses an op outside the space's ops ({', '.join(self.ops)})")
+        cells = "".join(sorted(nasbench201.genotype_string(g) for g in parsed))
+        digest = hashlib.sha256((self.digest + cells).encode()).hexdigest()[:16]
+        return replace(self, digest=digest, genotypes=parsed)
+
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        return {f"edge_{i}to{j}": CategoricalDistribution(self.ops) for i, j in self.EDGES}
+
+    def genotype(self, params: Mapping[str, str]) -> nasbench201.Genotype:
+        return tuple(tuple(params[f"edge_{i}to{j}"] for i in range(j)) for j in range(1, nasbench201.NODES))
+
+    def params(self, genotype: nasbench201.Genotype) -> dict[str, str]:
+        return {f"edge_{i}to{j}": genotype[j - 1][i] for i, j in self.EDGES}
+
     def suggest(self, trial: optuna.Trial) -> Architecture:
-        genotype = tuple(tuple(trial.suggest_categorical(f"edge_{i}to{j}", self.ops) for i in range(j))
-                         for j in range(1, nasbench201.NODES))
+        genotype = self.genotype({name: trial.suggest_categorical(name, d.choices)
+                                  for name, d in self.distributions().items()})
+        if self.genotypes is not None and genotype not in self.genotypes:
+            raise InvalidCandidate(f"{nasbench201.genotype_string(genotype)} is not one of the allowed cells")
         return nasbench201_network(genotype, self.cells_per_stage)  # named by its genotype, for leaderboards
 
 
@@ -227,6 +254,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     shape = "list" if "architectures" in content else "cell" if "cell" in content else "staged"
     try:
         fidelity = _fidelity(content.get("fidelity", {}), shape)
+        rungs = fidelity.pop("rungs", None)
         data_defaults = {k: v for k, v in fidelity.items() if k in DATA_FIDELITY}
         searched = {k: v for k, v in content.items() if k not in ("fidelity", "objective")}
         objective = check_score_name(str(content.get("objective", DEFAULT_OBJECTIVE)), "objective", SpaceError)
@@ -241,19 +269,26 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             space = _staged_space(content, path, name, digest)
     except SpaceError as error:
         raise SpaceError(f"{path}: {error}") from None
-    return replace(space, data_defaults=data_defaults, objective=objective)
+    return replace(space, data_defaults=data_defaults, objective=objective, rungs=rungs)
 
 
-def _fidelity(value: Any, shape: str) -> dict[str, int]:
-    """The ``fidelity:`` mapping: data defaults for any space, ``cells_per_stage`` for a cell space."""
-    allowed = (*DATA_FIDELITY, "cells_per_stage") if shape == "cell" else DATA_FIDELITY
+def _fidelity(value: Any, shape: str) -> dict[str, Any]:
+    """The ``fidelity:`` mapping: data defaults and ``rungs`` for any space, ``cells_per_stage`` for a cell
+    space."""
+    allowed = (*DATA_FIDELITY, "rungs", *(("cells_per_stage",) if shape == "cell" else ()))
     if not isinstance(value, Mapping):
         raise SpaceError(f"fidelity: expected a mapping with keys among {', '.join(allowed)}, got {value!r}")
+    fidelity = dict(value)
     for key, v in value.items():
         if key not in allowed:
             raise SpaceError(f"fidelity.{key}: unknown key; allowed: {', '.join(allowed)}")
-        integer(v, f"fidelity.{key}", error=SpaceError)
-    return dict(value)
+        if key == "rungs":  # checked against the search's data when a search starts
+            if not isinstance(v, list) or not all(is_integer(n, 10) for n in v):
+                raise SpaceError(f"fidelity.rungs: expected a list of training sizes, got {v!r}")
+            fidelity[key] = tuple(v)
+        else:
+            integer(v, f"fidelity.{key}", error=SpaceError)
+    return fidelity
 
 
 def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,

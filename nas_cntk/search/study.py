@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +32,12 @@ from nas_cntk.errors import ArchitectureError, InvalidCandidate, KernelError, Na
 from nas_cntk.kernels import kernel
 from nas_cntk.scoring.measures import oriented
 from nas_cntk.scoring.regression import Score, score
+from nas_cntk.scoring.rungs import Rungs, RungScorer, check_rungs
 from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.leaderboard import leaderboard, study_objective
+from nas_cntk.search.samplers import make_sampler
 from nas_cntk.search.settings import SearchSettings
-from nas_cntk.search.space import ListSpace, SearchSpace, check_candidate, load_space
+from nas_cntk.search.space import CellSpace, ListSpace, SearchSpace, check_candidate, load_space
 from nas_cntk.search.stores import load_study, open_storage
 from nas_cntk.search.tracking import Tracker
 
@@ -50,34 +53,27 @@ class Search:
     data: DataSettings
     study_name: str
     objective: str  # the score the study maximises (oriented: higher is better)
+    rungs: Rungs | None  # multi-fidelity: nested subsets of ``data``, scored in turn; None: ``data`` alone
 
     @classmethod
     def resolve(cls, settings: SearchSettings) -> Search:
         space = load_space(settings.space)
-        data = space.data_settings(settings.train_size, settings.val_size, settings.resolution, settings.seed,
-                                   settings.zca)
+        if settings.cells is not None:
+            if not isinstance(space, CellSpace):
+                raise NasCntkError(f"search space {space.path} is not a cell space: it cannot be restricted to cells")
+            space = space.restricted(settings.cells)
+        data_seed = settings.seed if settings.data_seed is None else settings.data_seed
+        sizes, option = (settings.rungs, "--rungs") if settings.rungs is not None else (space.rungs, "fidelity.rungs")
+        train_size = settings.train_size if settings.train_size is not None or sizes is None else sizes[-1]
+        data = space.data_settings(train_size, settings.val_size, settings.resolution, data_seed, settings.zca)
+        rungs = None if sizes is None else Rungs(data, check_rungs(sizes, data.train_size, option))
         objective = settings.objective or space.objective
-        name = f"{space.label}-{data.label}" + ("" if objective == space.objective else f"-{objective}")
-        return cls(settings, space, data, settings.study or name, objective)
+        name = (f"{space.label}-{data.label if rungs is None else rungs.label}"
+                + ("" if objective == space.objective else f"-{objective}"))
+        return cls(settings, space, data, settings.study or name, objective, rungs)
 
     def tracker(self) -> Tracker:
         return self.settings.stores.tracker(self.study_name)
-
-
-def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "auto":
-        name = "grid" if isinstance(space, ListSpace) else "tpe"
-    if name == "grid":
-        if not space.finite:
-            raise NasCntkError(f"--sampler grid: search space {space.path} has continuous ranges; give them a "
-                               "`step` or use --sampler tpe")
-        # Every combination once, conditional choices included; the study stops when all are done.
-        with warnings.catch_warnings():  # experimental since Optuna 3.1, unchanged since
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.BruteForceSampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
 
 
 def open_study(search: Search, worker: int = 0) -> optuna.Study:
@@ -89,14 +85,16 @@ def open_study(search: Search, worker: int = 0) -> optuna.Study:
     """
     settings = search.settings
     study = optuna.create_study(storage=open_storage(settings.stores.storage, settings.heartbeat),
-                                study_name=search.study_name, direction="maximize", load_if_exists=True)
+                                study_name=search.study_name, direction="maximize", load_if_exists=True,
+                                pruner=make_pruner(settings, search.rungs))
     seed = np.random.SeedSequence([settings.seed, worker, len(study.get_trials(deepcopy=False))]).generate_state(1)
     study.sampler = make_sampler(settings.sampler, search.space, int(seed[0]))
     expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label,
-                "objective": search.objective}
+                "objective": search.objective, "rungs": None if search.rungs is None else search.rungs.label}
     found = {key: study.user_attrs[key] for key in expected if key in study.user_attrs}
     if found:
         found["objective"] = study_objective(study)
+        found["rungs"] = study.user_attrs.get("rungs")  # a study from before rungs had none
     if not found:
         for key, value in expected.items():
             study.set_user_attr(key, value)
@@ -107,13 +105,27 @@ def open_study(search: Search, worker: int = 0) -> optuna.Study:
     return study
 
 
+def make_pruner(settings: SearchSettings, rungs: Rungs | None) -> optuna.pruners.BasePruner:
+    """Which trials earn the next rung; a rung's step is its training images, the resource."""
+    if rungs is None:
+        return optuna.pruners.NopPruner()
+    low, high, factor = rungs.train_sizes[0], rungs.train_sizes[-1], settings.reduction_factor
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=high, reduction_factor=factor)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=factor)
+
+
 class Objective:
     """Score one proposed network; record everything about it on the trial and in MLflow."""
 
     def __init__(self, search: Search, splits: DataSplits, tracker: Tracker, parent_run_id: str, device: str):
         self.space, self.data, self.splits, self.objective = search.space, search.data, splits, search.objective
         self.tracker, self.parent_run_id, self.device = tracker, parent_run_id, device
-        self.cache = ScoreCache(search.settings.stores.cache, search.data)
+        self.rungs, cache = search.rungs, search.settings.stores.cache
+        self.cache = ScoreCache(cache, search.data.label)
+        if self.rungs is not None:
+            self.rung_caches = [ScoreCache(cache, self.rungs.rung_label(k)) for k in range(len(self.rungs))]
+            self.kernels = ScoreCache(cache, self.rungs.label).directory / "kernels"
 
     def __call__(self, trial: optuna.Trial) -> float:
         run_id = self.tracker.start_trial(self.parent_run_id, trial.number)
@@ -134,19 +146,14 @@ class Objective:
         for key, value in {"arch_hash": arch.hash, "summary": arch.summary(), "name": arch.name,
                            "architecture": dict(arch.spec), "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
             trial.set_user_attr(key, value)
-        result = self.cache.get(arch.hash)
-        cached = result is not None
-        if result is None:
-            try:
-                result = score(arch, self.splits, device=self.device)
-            except KernelError as error:
-                self._log(trial, run_id, "FAIL", arch, tags={"error": str(error)})
-                tqdm.write(f"trial {trial.number:>4}  failed: {error}")
-                raise
-            self.cache.put(result)
-        record = _trial_record(result, cached)
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
+        if self.rungs is None:
+            result, cached = self._cached_score(trial, run_id, arch, self.cache, lambda: score(
+                arch, self.splits, device=self.device))
+            record = _trial_record(result, cached)
+            for key, value in record.items():
+                trial.set_user_attr(key, value)
+        else:
+            result, cached, record = self._score_rungs(trial, run_id, arch)
         self._log(trial, run_id, "COMPLETE", arch, record)
         scores = result.metrics()
         value = oriented(self.objective, scores[self.objective])
@@ -158,9 +165,50 @@ class Objective:
                    f"  {'cached' if cached else f'{result.seconds:6.1f} s'}  {arch.name or arch.summary()}")
         return value
 
-    def _prune(self, trial: optuna.Trial, run_id: str, reason: str, arch: Architecture | None = None) -> None:
+    def _cached_score(self, trial: optuna.Trial, run_id: str, arch: Architecture, cache: ScoreCache,
+                      compute: Callable[[], Score]) -> tuple[Score, bool]:
+        result = cache.get(arch.hash)
+        if result is not None:
+            return result, True
+        try:
+            result = compute()
+        except KernelError as error:
+            self._log(trial, run_id, "FAIL", arch, tags={"error": str(error)})
+            tqdm.write(f"trial {trial.number:>4}  failed: {error}")
+            raise
+        cache.put(result)
+        return result, False
+
+    def _score_rungs(self, trial: optuna.Trial, run_id: str, arch: Architecture) -> tuple[Score, bool, dict]:
+        """Score rung by rung, reporting each rung's score to the pruner; the trial's record is its highest
+        rung's scores, with the kernel time and pairs of all its rungs."""
+        scorer: RungScorer | None = None
+
+        def compute(k: int) -> Score:
+            nonlocal scorer
+            scorer = scorer or RungScorer(arch, self.splits, self.rungs, self.device, self.kernels / f"{arch.hash}.npz")
+            return scorer.score(k)
+
+        seconds = pairs = 0.0
+        for k, train_size in enumerate(self.rungs.train_sizes):
+            result, cached = self._cached_score(trial, run_id, arch, self.rung_caches[k], lambda k=k: compute(k))
+            seconds, pairs = seconds + result.seconds, pairs + result.pairs
+            record = {**_trial_record(result, cached), "kernel_seconds": seconds, "pairs": int(pairs),
+                      "pairs_per_second": pairs / seconds if seconds else 0.0, "rung": k}
+            for key, value in record.items():
+                trial.set_user_attr(key, value)
+            raw = result.metrics()[self.objective]
+            self.tracker.log(run_id, metrics={f"{self.objective}_by_rung": raw}, step=k)
+            trial.report(oriented(self.objective, raw), train_size)
+            if k < len(self.rungs) - 1 and trial.should_prune():
+                self._prune(trial, run_id, f"stopped at rung {k} ({train_size} training images): "
+                            f"{self.objective} {raw:.4f}", arch, record)
+        return result, cached, record
+
+    def _prune(self, trial: optuna.Trial, run_id: str, reason: str, arch: Architecture | None = None,
+               record: dict | None = None) -> None:
         trial.set_user_attr("pruned_reason", reason)
-        self._log(trial, run_id, "PRUNED", arch, tags={"pruned_reason": reason})
+        self._log(trial, run_id, "PRUNED", arch, record, tags={"pruned_reason": reason})
         tqdm.write(f"trial {trial.number:>4}  pruned: {reason}")
         raise optuna.TrialPruned(reason)
 
@@ -176,6 +224,8 @@ class Objective:
             tags["arch_hash"] = arch.hash
         if record is not None:
             tags.update(device=record["device"], cached=str(record["cached"]).lower())
+            if "rung" in record:
+                tags["rung"] = str(record["rung"])
             metrics = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.tracker.log_trial(run_id, params=params, metrics=metrics, tags=tags,
                                architecture_json=None if arch is None else arch.to_json())
@@ -190,10 +240,11 @@ def _completed_values(study: optuna.Study) -> list[float]:
 
 
 def _finished_architectures(study: optuna.Study) -> dict[str, int]:
-    """The architectures the study has scored, each with the first trial that scored it."""
+    """The architectures the study has scored (at some rung), each with the first trial that scored it."""
     found: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        found.setdefault(t.user_attrs["arch_hash"], t.number)
+    for t in study.get_trials(deepcopy=False, states=FINISHED):
+        if t.state == TrialState.COMPLETE or "rung" in t.user_attrs:
+            found.setdefault(t.user_attrs["arch_hash"], t.number)
     return found
 
 

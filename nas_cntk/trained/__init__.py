@@ -6,8 +6,9 @@ description; ``results`` keeps trained results on a
 study and pairs them with the kernel scores (``nas-cntk train``); ``correlation`` measures rank
 agreement with bootstrap intervals (``nas-cntk correlate``); ``benchmark`` scores a sample of
 NAS-Bench-201's table of trained networks (``nas-cntk benchmark nb201``), beside the baselines of
-``baselines`` (the benchmark's own network at initialisation: NASWOT, synflow). The names below are the
-package's public face, each imported from its module on first use.
+``baselines`` (the benchmark's own network at initialisation: NASWOT, synflow); ``search_benchmark``
+runs searches over the table's cells and looks up their picks (``nas-cntk search-benchmark nb201``).
+The names below are the package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.search`, :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`,
 :mod:`nas_cntk.description`, :mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
@@ -17,7 +18,8 @@ import importlib
 _PUBLIC = {"PARAMETERIZATIONS": "settings", "SCHEDULES": "settings",
            "TrainSettings": "settings", "run_correlation": "results", "run_training": "results",
            "EXPERIMENT": "benchmark", "BenchmarkSettings": "benchmark", "format_report": "benchmark",
-           "run_benchmark": "benchmark"}
+           "run_benchmark": "benchmark", "SearchBenchmarkSettings": "search_benchmark",
+           "run_search_benchmark": "search_benchmark"}
 __all__ = sorted(_PUBLIC)
 
 

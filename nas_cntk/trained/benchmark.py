@@ -15,6 +15,8 @@ smaller one (the sample is a prefix of one seeded permutation of the table).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -33,7 +35,7 @@ from nas_cntk.errors import ArchitectureError, KernelError, NasCntkError
 from nas_cntk.kernels import plan
 from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 from nas_cntk.scoring.regression import Score, score
-from nas_cntk.search.cache import ScoreCache
+from nas_cntk.search.cache import JsonFiles, ScoreCache
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
@@ -64,6 +66,7 @@ class BenchmarkSettings:
     objective: str              # the default score, shown first and against FLOPs
     stores: Stores              # the score cache, the MLflow store and its local artifacts
     out: Path | None = None     # the per-architecture CSV; default trials_dir/benchmark/LABEL.csv
+    kernels: Path | None = None  # a folder for the kernel matrices of the architectures scored now
     data_dir: str | None = None
     device: str | None = None
 
@@ -71,7 +74,7 @@ class BenchmarkSettings:
     def with_space_defaults(cls, table: Path, stores: Stores, *, sample: int | None = None, seed: int = 0,
                             cells_per_stage: int | None = None, train_size: int | None = None,
                             val_size: int | None = None, resolution: int | None = None, zca: bool = False,
-                            out: Path | None = None, data_dir: str | None = None,
+                            out: Path | None = None, kernels: Path | None = None, data_dir: str | None = None,
                             device: str | None = None) -> BenchmarkSettings:
         """Settings where what is not given comes from the nasbench201 space's fidelity and objective, so
         that a search of that space and the benchmark share their scores."""
@@ -79,7 +82,7 @@ class BenchmarkSettings:
         cells = checks.integer(space.cells_per_stage if cells_per_stage is None else cells_per_stage,
                                "--cells-per-stage")
         return cls(table, sample, seed, cells, space.data_settings(train_size, val_size, resolution, seed, zca),
-                   space.objective, stores, out, data_dir, device)
+                   space.objective, stores, out, kernels, data_dir, device)
 
     @property
     def label(self) -> str:
@@ -159,13 +162,16 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
     except ArchitectureError as error:
         raise NasCntkError(f"resolution {settings.data.resolution}: {error}") from None
     checks.device(settings.device)
+    if settings.kernels is not None:
+        settings.kernels.mkdir(parents=True, exist_ok=True)
     tracker = settings.stores.tracker(EXPERIMENT)  # fail fast
-    cache = ScoreCache(settings.stores.cache, settings.data)
+    cache = ScoreCache(settings.stores.cache, settings.data.label)
     scores: list[Score | None] = [cache.get(arch.hash) for arch in archs]
     cached = [s is not None for s in scores]
     splits = settings.data.load(settings.data_dir) if not all(cached) else None  # data errors end it before any score
     # the proxies' images: the training subset's first, at the resolution the network is trained at
-    proxy_images = replace(settings.data, resolution=32).load(settings.data_dir).x_train[:PROXY_IMAGES]
+    proxy_data = replace(settings.data, resolution=32)
+    baseline_cache = JsonFiles(settings.stores.cache / "baselines" / f"{proxy_data.label}-seed{settings.seed}")
     baselines: list[dict[str, float]] = []
     run_id = _start_run(tracker, settings, len(sample))
     with tracker.ending(run_id):
@@ -173,14 +179,15 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
                   dynamic_ncols=True) as bar:
             for i, arch in enumerate(archs):
                 if scores[i] is None:
-                    scores[i] = _score(arch, splits, settings.device)
+                    scores[i] = _score(arch, splits, settings.device,
+                                       None if settings.kernels is None else settings.kernels / f"{arch.hash}.npz")
                     cache.put(scores[i])
                     bar.update()
                     shown = dict.fromkeys([settings.objective, "cntk_val_accuracy"])
                     values = scores[i].metrics()
                     tqdm.write(f"{i + 1:>5}/{len(archs)}  " + "  ".join(f"{n} {values[n]:.4f}" for n in shown) +
                                f"  trained {sample[TRAINED].iloc[i]:6.2f}  {scores[i].seconds:6.1f} s  {arch.name}")
-                baselines.append(_baselines(sample[ARCH].iloc[i], proxy_images, settings.seed))
+                baselines.append(_baselines(sample[ARCH].iloc[i], proxy_data, settings, baseline_cache))
                 _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], baselines[i], cached[i])
         frame = _score_table(sample, archs, scores, baselines, cached)
         out = settings.out_path
@@ -200,17 +207,31 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
     return result
 
 
-def _score(arch: Architecture, splits: DataSplits, device: str | None) -> Score:
+def _score(arch: Architecture, splits: DataSplits, device: str | None, save_kernels: Path | None) -> Score:
     try:
-        return score(arch, splits, device=device)
+        return score(arch, splits, device=device, save_kernels=save_kernels)
     except KernelError as error:
         raise KernelError(f"{arch.name}: {error}") from None
 
 
-def _baselines(genotype: str, images: torch.Tensor, seed: int) -> dict[str, float]:
-    flops, parameters = nasbench201.trained_network_cost(genotype)
-    return {"flops": flops, "parameters": parameters, "naswot": naswot(genotype, images, seed),
-            "synflow": synflow(genotype, seed)}
+def _baselines(genotype: str, proxy_data: DataSettings, settings: BenchmarkSettings,
+               cache: JsonFiles) -> dict[str, float]:
+    """The trained network's baselines, from the cache (by genotype, images and seed) when it has them."""
+    key = hashlib.sha256(genotype.encode()).hexdigest()[:16]
+    found = cache.get(key)
+    if found is None:
+        flops, parameters = nasbench201.trained_network_cost(genotype)
+        images = _proxy_images(proxy_data, settings.data_dir)
+        found = {"flops": flops, "parameters": parameters, "naswot": naswot(genotype, images, settings.seed),
+                 "synflow": synflow(genotype, settings.seed)}
+        cache.put(key, found)
+    return found
+
+
+@functools.cache
+def _proxy_images(data: DataSettings, data_dir: str | None) -> torch.Tensor:
+    """The first training images of ``data``: read only when some baseline is not in the cache."""
+    return data.load(data_dir).x_train[:PROXY_IMAGES]
 
 
 def _ranked(frame: pd.DataFrame, name: str) -> pd.Series:

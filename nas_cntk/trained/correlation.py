@@ -5,7 +5,6 @@ Intervals are paired percentile bootstraps over architectures (BCa fails on dege
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,10 +84,25 @@ def _precision(kernel: np.ndarray, trained: np.ndarray, k: int) -> float:
 
 
 def _statistics(kernel: np.ndarray, trained: np.ndarray, k: int) -> np.ndarray:
-    """Spearman, Kendall and precision@k; a resample constant in either score (possible when it draws one
-    architecture over and over) orders nothing, so it counts as no agreement (0) rather than NaN."""
-    rho, tau = stats.spearmanr(kernel, trained).statistic, stats.kendalltau(kernel, trained).statistic
-    return np.nan_to_num([rho, tau, _precision(kernel, trained, k)], nan=0.0)
+    """Spearman, Kendall tau-b and precision@k of each row of (resamples, n) arrays, vectorised over the
+    rows. A resample constant in either score (possible when it draws one architecture over and over)
+    orders nothing, so it counts as no agreement (0) rather than NaN."""
+    if kernel.ndim == 1:
+        return _statistics(kernel[None], trained[None], k)[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rx, ry = (stats.rankdata(a, axis=-1) for a in (kernel, trained))
+        rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
+        rho = np.sum(rx * ry, -1) / np.sqrt(np.sum(rx**2, -1) * np.sum(ry**2, -1))
+        # tau-b = sum over pairs of sign(dx) sign(dy) / sqrt(pairs untied in x * pairs untied in y)
+        sx, sy = (np.sign(a[:, :, None] - a[:, None, :]).astype(np.int8) for a in (kernel, trained))
+        agreement = np.einsum("rij,rij->r", sx, sy, dtype=np.int64)
+        tau = agreement / np.sqrt(np.einsum("rij,rij->r", sx, sx, dtype=np.int64).astype(float)
+                                  * np.einsum("rij,rij->r", sy, sy, dtype=np.int64))
+    top = np.zeros(kernel.shape, dtype=bool), np.zeros(kernel.shape, dtype=bool)
+    for mask, values in zip(top, (kernel, trained)):
+        np.put_along_axis(mask, np.argsort(-values, axis=-1, kind="stable")[:, :k], True, axis=-1)
+    precision = np.sum(top[0] & top[1], -1) / k
+    return np.nan_to_num(np.stack([rho, tau, precision]), nan=0.0)
 
 
 def correlate(kernel: pd.Series, trained: pd.Series, *, top_k: int | None = None, confidence: float = 0.95,
@@ -100,12 +114,10 @@ def correlate(kernel: pd.Series, trained: pd.Series, *, top_k: int | None = None
     if not 1 <= k <= n:
         raise NasCntkError(f"top_k={top_k} is outside 1..{n} (the architectures with both scores)")
     x, y = both["kernel"].to_numpy(float), both["trained"].to_numpy(float)
-    # constant resamples warn on every draw; _statistics maps them to 0, so no NaN reaches the interval
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        boot = stats.bootstrap((x, y), lambda a, b: _statistics(a, b, k), paired=True, vectorized=False,
-                               method="percentile", n_resamples=resamples, confidence_level=confidence,
-                               rng=np.random.default_rng(seed))
+    boot = stats.bootstrap((x, y), lambda a, b, axis: _statistics(a, b, k), paired=True, vectorized=True,
+                           method="percentile", n_resamples=resamples, confidence_level=confidence,
+                           batch=max(1, 2**22 // n**2),  # resamples at once: each holds two n x n sign tables
+                           rng=np.random.default_rng(seed))
     values = [stats.spearmanr(x, y).statistic, stats.kendalltau(x, y).statistic, _precision(x, y, k)]
     low, high = boot.confidence_interval
     spearman, kendall, precision = (Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(values, low, high))
