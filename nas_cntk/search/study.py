@@ -107,8 +107,7 @@ def open_study(search: Search, worker: int = 0) -> optuna.Study:
 
 def make_pruner(settings: SearchSettings, rungs: Rungs | None) -> optuna.pruners.BasePruner | None:
     """Which trials earn the next rung; a rung's step is its training images, the resource. Without rungs,
-    Optuna's default (no trial reports, so none is pruned); the two-worker test fails with NopPruner, a
-    difference not understood yet."""
+    Optuna's default (no trial reports, so none is pruned)."""
     if rungs is None:
         return None
     low, high, factor = rungs.train_sizes[0], rungs.train_sizes[-1], settings.reduction_factor
