@@ -40,6 +40,7 @@ from optuna.trial import TrialState
 import nas_cntk
 from nas_cntk.scoring.measures import SCORE_NAMES
 from nas_cntk.search.leaderboard import leaderboard
+from nas_cntk.search.space import load_space
 from nas_cntk.search.study import EXHAUSTED_AFTER
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"  # the browser test's screenshots, shown in docs/search.md
@@ -270,13 +271,18 @@ def test_resuming_with_other_data_settings_is_refused(searched) -> None:
 
 @pytest.mark.integration
 def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Path) -> None:
-    """A space of one architecture: the sampler's repeats are refused (pruned, not counted) until it has
-    proposed nothing new EXHAUSTED_AFTER times; then repeats count, scored from the cache."""
+    """A space of one architecture, which another worker is scoring (trial 0, running): the sampler's repeats
+    are refused (pruned, not counted) until it has proposed nothing new EXHAUSTED_AFTER times; then repeats
+    count, scored once and then from the cache."""
     space = write_space(tmp_path, "name: one\nstages: 1\nlayers: 2\nkernel: 3\nreadout: gap\n")
+    (tmp_path / "trials").mkdir()
+    other = optuna.create_study(storage=stores(tmp_path / "trials")[0], study_name="one", direction="maximize").ask()
+    other.set_user_attr("arch_hash", load_space(space).suggest(other).hash)
     result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
                               "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path / "trials", "one").get_trials()
+    assert trials[0].state == TrialState.RUNNING
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert [t.user_attrs["cached"] for t in complete] == [False, True, True]
     assert len({t.value for t in complete}) == 1

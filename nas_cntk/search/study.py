@@ -7,7 +7,8 @@ once its heartbeat is older than the grace period, and re-queued with the same c
 worker processes, on this machine or others, share one study through the storage (opened in
 :mod:`nas_cntk.search.stores`). Scores are cached by architecture hash and data setting, and every
 trial has an MLflow run from its start to its end. A proposal that repeats an architecture the study
-has scored is pruned and not counted, until the sampler has run out of new ones.
+has scored, or that another worker is scoring, is pruned and not counted, until the sampler has run out
+of new ones.
 """
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ class Objective:
             check_candidate(arch, self.data.resolution)
         except (InvalidCandidate, ArchitectureError) as error:
             self._prune(trial, run_id, str(error))
-        repeated = _finished_architectures(trial.study).get(arch.hash)
+        repeated = _claimed_architectures(trial.study, trial.number).get(arch.hash)
         if repeated is not None and not _exhausted(trial.study):
             trial.set_user_attr("repeat_of", repeated)
             self._prune(trial, run_id, f"repeats trial {repeated}, not counted", arch)
@@ -240,11 +241,14 @@ def _completed_values(study: optuna.Study) -> list[float]:
     return [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
 
-def _finished_architectures(study: optuna.Study) -> dict[str, int]:
-    """The architectures the study has scored (at some rung), each with the first trial that scored it."""
+def _claimed_architectures(study: optuna.Study, number: int) -> dict[str, int]:
+    """The architectures the study has scored (at some rung) or another trial than ``number`` is scoring now,
+    each with the first trial that took it. A trial takes its architecture (``arch_hash``) once it is not a
+    repeat; a retried trial has its failed original's."""
     found: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=FINISHED):
-        if t.state == TrialState.COMPLETE or "rung" in t.user_attrs:
+    for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
+        scored = t.state == TrialState.COMPLETE or "rung" in t.user_attrs
+        if scored or (t.state == TrialState.RUNNING and t.number != number and "arch_hash" in t.user_attrs):
             found.setdefault(t.user_attrs["arch_hash"], t.number)
     return found
 
