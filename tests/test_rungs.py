@@ -6,18 +6,25 @@ so do its scores; the rungs' pairs add up to the top rung's; a scorer started ag
 computes no row twice. A search with rungs reports each rung to the pruner (successive halving or
 Hyperband), stops some trials below the top, ranks by rung reached, logs each rung's score with the rung
 as its step, and keeps every rung's scores in the cache, so a second study with the same rungs computes
-nothing.
+nothing; killed (-9) between rungs and resumed, it retries the trial without computing a kept rung or
+kernel row again.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy
 import torch
 from commands import nas_cntk_command, one_error_line
 from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from nas_cntk import cli
@@ -125,3 +132,41 @@ def test_rungs_that_do_not_end_at_the_searchs_data_are_one_line(tmp_path: Path) 
                                            "--train-size", "80", "--trials-dir", str(tmp_path / "trials")))
     assert "--rungs: the last rung is the search's data, 80 training images; got 40" in line
     assert not (tmp_path / "trials").exists()
+
+
+@pytest.mark.integration
+def test_a_search_killed_between_rungs_resumes_without_computing_a_kept_rung_again(cifar_dir: Path,
+                                                                                   tmp_path: Path) -> None:
+    trials_dir = tmp_path / "trials"
+    command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", "nasbench201", "--trials", "1",
+               "--rungs", "20,40,80", "--val-size", "40", "--resolution", "16", "--device", "cpu", "--study", "killed",
+               "--heartbeat", "1", "--trials-dir", str(trials_dir)]  # 16x16: a few seconds a rung
+    env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline, storage = time.monotonic() + 240, f"sqlite:///{trials_dir / 'optuna.db'}"
+    while True:  # until the trial has finished a rung below the top and is computing the next one
+        assert process.poll() is None and time.monotonic() < deadline, "the search ended before it was killed"
+        time.sleep(0.1)
+        try:
+            trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+        except (KeyError, sqlalchemy.exc.OperationalError):  # no storage or no study yet
+            continue
+        if trials and trials[0].user_attrs.get("rung", 2) < 2:
+            break
+    process.kill()
+    process.wait()
+    killed = optuna.load_study(study_name="killed", storage=storage).get_trials()[0]
+    rungs = trials_dir / "cache" / "v2" / "t80-v40-r16-s0-rungs20-40-80"
+    kept = [(rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json").stat()
+            for k in range(killed.user_attrs["rung"] + 1)]
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[1].state == TrialState.COMPLETE
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[1]) == 0
+    assert trials[1].params == killed.params
+    assert all(trials[1].intermediate_values[step] == value for step, value in killed.intermediate_values.items())
+    again = [(rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json").stat() for k in range(len(kept))]
+    assert [(s.st_ino, s.st_mtime_ns) for s in again] == [(s.st_ino, s.st_mtime_ns) for s in kept]  # not rewritten
+    assert trials[1].user_attrs["pairs"] == 120 * 121 // 2  # every pair of the top rung's images once, kill or not

@@ -17,10 +17,15 @@ if TYPE_CHECKING:
 COLUMNS = ["rank", "trial", "rung", "score", "cntk_acc", "nngp_acc", "network", "hash", "kernel_s", "name"]
 
 
+def scored(trial: FrozenTrial) -> bool:
+    """Whether a finished trial scored its architecture: it completed, or it was stopped at a rung below the
+    top after reporting its score there. (Not its user attributes: a retried trial starts with its failed
+    original's.)"""
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.PRUNED and bool(trial.intermediate_values))
+
+
 def _scored_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Completed trials, and trials stopped at a rung below the top: each scored its architecture."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if t.state == TrialState.COMPLETE or "rung" in t.user_attrs]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)) if scored(t)]
 
 
 def _rank_key(trial: FrozenTrial) -> tuple[int, float, int]:

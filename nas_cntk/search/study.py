@@ -35,7 +35,7 @@ from nas_cntk.scoring.measures import oriented
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.scoring.rungs import Rungs, RungScorer, check_rungs
 from nas_cntk.search.cache import ScoreCache
-from nas_cntk.search.leaderboard import leaderboard, study_objective
+from nas_cntk.search.leaderboard import leaderboard, scored, study_objective
 from nas_cntk.search.samplers import make_sampler
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import CellSpace, ListSpace, SearchSpace, check_candidate, load_space
@@ -247,8 +247,7 @@ def _claimed_architectures(study: optuna.Study, number: int) -> dict[str, int]:
     repeat; a retried trial has its failed original's."""
     found: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
-        scored = t.state == TrialState.COMPLETE or "rung" in t.user_attrs
-        if scored or (t.state == TrialState.RUNNING and t.number != number and "arch_hash" in t.user_attrs):
+        if scored(t) or (t.state == TrialState.RUNNING and t.number != number and "arch_hash" in t.user_attrs):
             found.setdefault(t.user_attrs["arch_hash"], t.number)
     return found
 
