@@ -392,8 +392,11 @@ def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(ci
     space, trials_dir = write_space(tmp_path, SLOW_SPACE), tmp_path / "trials"
     command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", str(space), "--trials", "20",
                *SLOW, "--study", "stopped", "--trials-dir", str(trials_dir)]
+    # Ctrl-C as in a terminal: SIGINT at its default, even where the suite was started in the background
+    # (a shell's background job ignores SIGINT, and so would the search it starts).
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)})
+                               env={**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_a_running_trial_after_a_finished_one(process, trials_dir, "stopped")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
