@@ -33,12 +33,13 @@ def main() -> None:
     table = pd.read_csv(args.csv)
     accuracy = table["cifar10_test_acc_200ep"].to_numpy()
     rng = np.random.default_rng(0)
-    # Ranks (higher better), with a random tie-break shared by every rule.
-    ranks = {name: rankdata((direction(name) if name in SCORE_NAMES else 1) * table[name])
-             + rng.random(len(table)) * 1e-6
-             for name in [*SCORE_NAMES, *BASELINES] if name in table and table[name].notna().all()}
+    # Ranks (higher better) by label (-NAME where lower is better), a random tie-break shared by every rule.
+    ranks = {}
+    for name in [*SCORE_NAMES, *BASELINES]:
+        if name in table and table[name].notna().all():
+            sign, label = (direction(name), ranking_label(name)) if name in SCORE_NAMES else (1, name)
+            ranks[label] = rankdata(sign * table[name]) + rng.random(len(table)) * 1e-6
     ranks |= {f"{a} + {b}": ranks[a] + ranks[b] for a, b in PAIRS if a in ranks and b in ranks}
-    ranks = {(ranking_label(name) if name in SCORE_NAMES else name): rank for name, rank in ranks.items()}
     draws = np.stack([rng.choice(len(table), args.cells, replace=False) for _ in range(args.draws)])
     rows = []
     for name, rank in ranks.items():

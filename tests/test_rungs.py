@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-import sqlalchemy
 import torch
-from commands import nas_cntk_command, one_error_line
+from commands import nas_cntk_command, one_error_line, wait_for_trials
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -143,22 +141,16 @@ def test_a_search_killed_between_rungs_resumes_without_computing_a_kept_rung_aga
                "--heartbeat", "1", "--trials-dir", str(trials_dir)]  # 16x16: a few seconds a rung
     env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline, storage = time.monotonic() + 240, f"sqlite:///{trials_dir / 'optuna.db'}"
-    while True:  # until the trial has finished a rung below the top and is computing the next one
-        assert process.poll() is None and time.monotonic() < deadline, "the search ended before it was killed"
-        time.sleep(0.1)
-        try:
-            trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
-        except (KeyError, sqlalchemy.exc.OperationalError):  # no storage or no study yet
-            continue
-        if trials and trials[0].user_attrs.get("rung", 2) < 2:
-            break
+    wait_for_trials(process, trials_dir, "killed",  # trial 0 has finished a rung below the top, computes the next
+                    lambda trials: bool(trials) and trials[0].user_attrs.get("rung", 2) < 2)
     process.kill()
     process.wait()
+    storage = f"sqlite:///{trials_dir / 'optuna.db'}"
     killed = optuna.load_study(study_name="killed", storage=storage).get_trials()[0]
     rungs = trials_dir / "cache" / "v2" / "t80-v40-r16-s0-rungs20-40-80"
-    kept = [(rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json").stat()
-            for k in range(killed.user_attrs["rung"] + 1)]
+    kept_files = [rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json"
+                  for k in range(killed.user_attrs["rung"] + 1)]
+    kept = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in kept_files]
 
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -167,6 +159,5 @@ def test_a_search_killed_between_rungs_resumes_without_computing_a_kept_rung_aga
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[1]) == 0
     assert trials[1].params == killed.params
     assert all(trials[1].intermediate_values[step] == value for step, value in killed.intermediate_values.items())
-    again = [(rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json").stat() for k in range(len(kept))]
-    assert [(s.st_ino, s.st_mtime_ns) for s in again] == [(s.st_ino, s.st_mtime_ns) for s in kept]  # not rewritten
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in kept_files] == kept  # not rewritten
     assert trials[1].user_attrs["pairs"] == 120 * 121 // 2  # every pair of the top rung's images once, kill or not

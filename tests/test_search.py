@@ -31,8 +31,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import sqlalchemy
-from commands import nas_cntk_command, one_error_line
+from commands import nas_cntk_command, one_error_line, wait_for_trials
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -83,20 +82,11 @@ def load(trials_dir: Path, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=stores(trials_dir)[0])
 
 
-def wait_for_a_running_trial_after_a_finished_one(process: subprocess.Popen, trials_dir: Path, study: str) -> None:
-    """Until a trial has finished and the next one has been running for a moment (then it is stopped)."""
-    deadline = time.monotonic() + 240
-    while True:
-        assert process.poll() is None and time.monotonic() < deadline, "the search ended before it was stopped"
-        time.sleep(0.2)
-        try:
-            trials = load(trials_dir, study).get_trials()
-        except (KeyError, sqlalchemy.exc.OperationalError):  # no storage or no study yet
-            continue
-        started = [t.datetime_start for t in trials if t.state == TrialState.RUNNING]
-        if any(t.state == TrialState.COMPLETE for t in trials) and started \
-                and (datetime.datetime.now() - started[0]).total_seconds() > 0.2:
-            return
+def a_running_trial_after_a_finished_one(trials: list[optuna.trial.FrozenTrial]) -> bool:
+    """A trial has finished and the next one has been running for a moment (then the search is stopped)."""
+    started = [t.datetime_start for t in trials if t.state == TrialState.RUNNING]
+    return any(t.state == TrialState.COMPLETE for t in trials) and bool(started) \
+        and (datetime.datetime.now() - started[0]).total_seconds() > 0.2
 
 
 def free_port() -> int:
@@ -334,7 +324,7 @@ def test_a_killed_search_resumes_and_retries_the_running_trial(cifar_dir: Path, 
                *SLOW, "--study", "slow", "--heartbeat", "1", "--trials-dir", str(trials_dir)]
     env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_for_a_running_trial_after_a_finished_one(process, trials_dir, "slow")
+    wait_for_trials(process, trials_dir, "slow", a_running_trial_after_a_finished_one)
     process.kill()
     process.wait()
     trials = load(trials_dir, "slow").get_trials()
@@ -397,7 +387,7 @@ def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(ci
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)},
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for_a_running_trial_after_a_finished_one(process, trials_dir, "stopped")
+    wait_for_trials(process, trials_dir, "stopped", a_running_trial_after_a_finished_one)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
