@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
+from benchmark_csv import COLUMNS, TRAINED, oriented
 
-BASELINES = ["flops", "parameters", "naswot", "synflow"]
 PAIRS = [("cntk_alignment", "flops"), ("cntk_alignment", "synflow"), ("cntk_val_accuracy", "flops"),
          ("flops", "naswot")]
 
@@ -31,14 +30,14 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=3, help="K of 'best of top K' (default 3)")
     args = parser.parse_args()
     table = pd.read_csv(args.csv)
-    accuracy = table["cifar10_test_acc_200ep"].to_numpy()
+    accuracy = table[TRAINED].to_numpy()
     rng = np.random.default_rng(0)
     # Ranks (higher better) by label (-NAME where lower is better), a random tie-break shared by every rule.
     ranks = {}
-    for name in [*SCORE_NAMES, *BASELINES]:
+    for name in COLUMNS:
         if name in table and table[name].notna().all():
-            sign, label = (direction(name), ranking_label(name)) if name in SCORE_NAMES else (1, name)
-            ranks[label] = rankdata(sign * table[name]) + rng.random(len(table)) * 1e-6
+            label, column = oriented(table, name)
+            ranks[label] = rankdata(column) + rng.random(len(table)) * 1e-6
     ranks |= {f"{a} + {b}": ranks[a] + ranks[b] for a, b in PAIRS if a in ranks and b in ranks}
     draws = np.stack([rng.choice(len(table), args.cells, replace=False) for _ in range(args.draws)])
     rows = []

@@ -1,0 +1,18 @@
+"""The per-architecture CSV `nas-cntk benchmark nb201` writes, as the scripts beside it read it: each
+score or baseline column oriented so that higher is better."""
+from __future__ import annotations
+
+import pandas as pd
+
+from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
+
+TRAINED = "cifar10_test_acc_200ep"
+BASELINES = ("flops", "parameters", "naswot", "synflow")
+COLUMNS = (*SCORE_NAMES, *BASELINES)  # what can rank the architectures
+
+
+def oriented(table: pd.DataFrame, name: str) -> tuple[str, pd.Series]:
+    """(label, column with higher better) of a score or baseline: the label is -NAME where lower is better."""
+    if name in SCORE_NAMES:
+        return ranking_label(name), direction(name) * table[name]
+    return name, table[name]
