@@ -15,7 +15,7 @@ import pandas as pd
 
 from nas_cntk.description.nasbench201 import parse_genotype
 
-from benchmark_csv import COLUMNS, TRAINED, oriented
+from benchmark_csv import COLUMNS, TRAINED, oriented, read
 
 
 def main() -> None:
@@ -26,7 +26,9 @@ def main() -> None:
     parser.add_argument("--top", type=float, default=0.1, help="the best cells, as a fraction (default %(default)s)")
     parser.add_argument("--rows", type=int, default=6, help="rows to print (default %(default)s)")
     args = parser.parse_args()
-    table = pd.read_csv(args.csv)
+    if not 0 < args.top <= 1:
+        parser.error(f"--top: expected a fraction in (0, 1], got {args.top}")
+    table = read(args.csv)
     table = table[table["connected"]].reset_index(drop=True)  # a disconnected cell has no kernel to score
     best = max(1, round(args.top * len(table)))
     tops = {"trained": table[TRAINED].nlargest(best).index}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from benchmark_csv import COLUMNS, TRAINED, oriented
+from benchmark_csv import COLUMNS, TRAINED, oriented, read
 
 PAIRS = [("cntk_alignment", "flops"), ("cntk_alignment", "synflow"), ("cntk_val_accuracy", "flops"),
          ("flops", "naswot")]
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=3000, help="random sets of --cells cells (default 3000)")
     parser.add_argument("--top", type=int, default=3, help="K of 'best of top K' (default 3)")
     args = parser.parse_args()
-    table = pd.read_csv(args.csv)
+    table = read(args.csv)
     accuracy = table[TRAINED].to_numpy()
     rng = np.random.default_rng(0)
     # Ranks (higher better) by label (-NAME where lower is better), a random tie-break shared by every rule.

@@ -1,5 +1,6 @@
 """benchmarks/edge_ops.py on a committed benchmark CSV: every edge's ops split each top set whole, rows
-come largest gap first, and an unknown score is one line naming it."""
+come largest gap first, and an unknown score, or a CSV that is not a benchmark's (for pick_rules.py too), is
+one line naming it."""
 from __future__ import annotations
 
 import subprocess
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT, CSV = ROOT / "benchmarks" / "edge_ops.py", ROOT / "benchmarks" / "results" / "nb201-n1-t200-v100-r8-s0-k200.csv"
@@ -33,3 +35,12 @@ def test_an_unknown_score_is_one_line_naming_it() -> None:
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].endswith("--scores: 'depth' is not a score or baseline column of " + str(CSV))
+
+
+@pytest.mark.parametrize("script", ["edge_ops.py", "pick_rules.py"])
+def test_a_table_that_is_not_a_benchmark_csv_is_one_line_naming_what_it_lacks(script: str) -> None:
+    table = ROOT / "tests" / "data" / "nb201_cifar10_dev.csv"  # trained accuracies, no scores
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), str(table)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"{table}: not a `nas-cntk benchmark nb201` CSV (no connected column)\n"
