@@ -1,12 +1,12 @@
-"""The per-architecture CSV `nas-cntk benchmark nb201` writes, as the scripts beside it read it: each
-score or baseline column oriented so that higher is better."""
+"""The per-architecture CSV `nas-cntk benchmark nb201` writes, as the scripts beside it read it: checked
+on reading, and each score or baseline column oriented so that higher is better."""
 from __future__ import annotations
 
 import pandas as pd
 
 from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 
-TRAINED = "cifar10_test_acc_200ep"
+TRAINED = "cifar10_test_acc_200ep"  # as nas_cntk.trained.benchmark names it (that module imports torch)
 BASELINES = ("flops", "parameters", "naswot", "synflow")
 COLUMNS = (*SCORE_NAMES, *BASELINES)  # what can rank the architectures
 
