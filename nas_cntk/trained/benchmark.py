@@ -41,6 +41,7 @@ from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.baselines import naswot, synflow
 from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
+from nas_cntk.trained.edge_pairs import PairAgreement, agreement, format_agreements, one_edge_pairs
 
 ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
@@ -101,6 +102,8 @@ class BenchmarkResult:
     scores: pd.DataFrame                    # one row per sampled architecture, in sample order
     correlations: dict[str, Correlation]    # by score (SCORE_NAMES, then BASELINES) with the trained accuracy
     size_share: Correlation                 # the default score with FLOPs
+    pairs: pd.DataFrame                     # the sample's cells that differ in one edge (positions in `scores`)
+    edge_pairs: dict[str, PairAgreement]    # by score, as `correlations`: how each orders those pairs
     computed: int                           # architectures scored now (the others came from the cache)
     wall_seconds: float
     run_id: str
@@ -201,8 +204,12 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
             size_share = correlate(_ranked(indexed, settings.objective), indexed["flops"], seed=settings.seed)
         except NasCntkError as error:
             raise NasCntkError(f"{error}; the scores are in {out}") from None
-        result = BenchmarkResult(settings, len(table), frame, correlations, size_share, cached.count(False),
-                                 time.perf_counter() - started, run_id)
+        pairs = one_edge_pairs(list(frame[ARCH]))
+        trained = frame[TRAINED].to_numpy(float)
+        edge_pairs = {name: agreement(_ranked(frame, name).to_numpy(float), trained, pairs, seed=settings.seed)
+                      for name in correlations} if len(pairs) else {}
+        result = BenchmarkResult(settings, len(table), frame, correlations, size_share, pairs, edge_pairs,
+                                 cached.count(False), time.perf_counter() - started, run_id)
         _finish_run(tracker, result)
     return result
 
@@ -276,6 +283,8 @@ def _finish_run(tracker: Tracker, result: BenchmarkResult) -> None:
                for key, value in c.to_dict().items()}
     metrics |= {f"correlation.{result.settings.objective}_with_flops.{key}": value
                 for key, value in result.size_share.to_dict().items()}
+    metrics |= {f"one_edge.{name}.{key}": value for name, a in result.edge_pairs.items()
+                for key, value in a.to_dict().items() if math.isfinite(value)}
     seconds = result.scores["kernel_seconds"]
     metrics |= {"kernel_seconds_mean": seconds.mean(), "kernel_seconds_total": seconds.sum(),
                 "computed": result.computed, "wall_seconds": result.wall_seconds}
@@ -325,4 +334,9 @@ def format_report(result: BenchmarkResult) -> str:
     shown = dict.fromkeys([s.objective, "cntk_val_accuracy", "flops"])
     tail = ["", *(f"{name}: precision@{c[name].top_k} {c[name].precision_at_k}; regret of its pick "
                   f"{c[name].regret:.2f} points (picks {c[name].kernel_pick})" for name in shown)]
+    if result.edge_pairs:
+        labels = {(ranking_label(name) if name in SCORE_NAMES else name): a for name, a in result.edge_pairs.items()}
+        tail += ["", format_agreements(labels, result.pairs)]
+    else:
+        tail += ["", "one-edge pairs: no two cells of the sample differ in one edge"]
     return "\n".join(head + lines + tail)
