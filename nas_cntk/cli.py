@@ -178,9 +178,11 @@ class Search(Command):
                             help="processes working on the study at once, one GPU each where there are several")
         parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                             help="a trial whose process stops beating for 3 heartbeats is failed and retried")
-        parser.add_argument("--objective", metavar="SCORE",
-                            help="the score to maximise, any of " + ", ".join(SCORE_NAMES) + " (default: the space "
-                                 "file's objective; every score is recorded either way; docs/scoring.md)")
+        parser.add_argument("--objective", metavar="OBJECTIVE", action="append",
+                            help="what to maximise: a score (" + ", ".join(SCORE_NAMES) + "), a cost (flops, "
+                                 "parameters: minimised), or a sum such as cntk_val_accuracy+1.5*flops; give it "
+                                 "twice or more for a Pareto front (default: the space file's objective; every "
+                                 "score and cost is recorded either way; docs/search.md#objectives)")
         parser.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
         add_rung_options(parser)
         add_data_options(parser, "val", 1000, space_defaults="the space file's fidelity")
@@ -193,7 +195,8 @@ class Search(Command):
         settings = SearchSettings(
             space=args.space, stores=stores(args), study=args.study, trials=args.trials, sampler=args.sampler,
             seed=args.seed, workers=args.workers, train_size=args.train_size, val_size=args.eval_size,
-            resolution=args.resolution, zca=args.zca, objective=args.objective, rungs=rungs(args.rungs),
+            resolution=args.resolution, zca=args.zca, objectives=args.objective and tuple(args.objective),
+            rungs=rungs(args.rungs),
             pruner=args.pruner, reduction_factor=args.reduction_factor, data_dir=args.data_dir, device=args.device,
             heartbeat=args.heartbeat)
         search, study = run_search(settings, dry_run=args.dry_run)
@@ -223,8 +226,8 @@ class Leaderboard(Command):
         if not len(everything):
             raise NasCntkError(f"study {study.study_name!r} has no completed trial yet")
         table = everything.head(args.top) if args.top else everything
-        print(f"study {study.study_name}: {len(everything)} architectures, best {everything.attrs['objective']} "
-              "first")
+        print(f"study {study.study_name}: {len(everything)} network structures, best "
+              f"{', '.join(everything.attrs['objectives'])} first")
         print(format_table(table))
         if args.csv:
             table.to_csv(args.csv, index=False)
@@ -241,9 +244,10 @@ class Export(Command):
     def take_action(self, args: argparse.Namespace) -> None:
         from nas_cntk.search.export import run_export
 
-        objective, written = run_export(stores(args), args.study, args.top, args.out)
+        objectives, written = run_export(stores(args), args.study, args.top, args.out)
         for row, py_path, json_path in written:
-            print(f"{row.rank}. {objective} {row.score:.4f}  {py_path}  {json_path.name}")
+            values = "  ".join(f"{key} {getattr(row, key):.4g}" for key in objectives)
+            print(f"{row.rank}. {values}  {py_path}  {json_path.name}")
 
 
 class Train(Command):
@@ -322,8 +326,8 @@ class Correlate(Command):
                             "by a 'hash' or 'name' column")
         parser.add_argument("--column", help="the CSV's accuracy column (default: its only numeric one)")
         parser.add_argument("--score", metavar="SCORE",
-                            help="which kernel score, any of " + ", ".join(SCORE_NAMES) + " (default: the study's "
-                                 "objective)")
+                            help="which score, any of " + ", ".join(SCORE_NAMES) + ", flops, parameters, or the "
+                                 "study's objective (default: the study's first objective)")
         parser.add_argument("--top-k", type=int, metavar="K", help="k of precision@k (default: a tenth, at least 1)")
         parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -388,8 +392,8 @@ class SearchBenchmark(Command):
         parser.add_argument("--trials", type=int, default=100, help="finished trials per search (default 100)")
         parser.add_argument("--seeds", type=int, default=5, help="searches, with sampler seeds 0, 1, ... (default 5)")
         parser.add_argument("--sampler", choices=[s for s in SAMPLERS if s != "grid"], default="tpe")
-        parser.add_argument("--objective", metavar="SCORE", help="the score the searches maximise (default: the "
-                            "nasbench201 space's objective)")
+        parser.add_argument("--objective", metavar="OBJECTIVE", help="what the searches maximise, as `search "
+                            "--objective` takes it (default: the nasbench201 space's objective)")
         add_rung_options(parser)
         # --seed is the data's: every search scores the same subsets
         add_data_options(parser, "val", 1000, space_defaults="the nasbench201 space's fidelity")

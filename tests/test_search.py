@@ -296,7 +296,7 @@ def test_the_objective_is_any_recorded_score_and_a_study_keeps_its_own(cifar_dir
     assert all(t.value == -t.user_attrs["cntk_loo_sq_error"] and set(SCORE_NAMES) <= set(t.user_attrs)
                for t in complete)
     table = leaderboard(study)
-    assert table.attrs["objective"] == "cntk_loo_sq_error" and table["score"].is_monotonic_increasing
+    assert table.attrs["objectives"] == ["cntk_loo_sq_error"] and table["cntk_loo_sq_error"].is_monotonic_increasing
     lines = result.stdout.splitlines()
     assert "cntk_loo_sq_error" in lines[lines.index("top five of 3 finished trials:") + 1]  # the table's header
     line = one_error_line(nas_cntk_command(*common, "--trials", "4", "--study", name, "--objective",

@@ -30,7 +30,6 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from nas_cntk.errors import TrackingError
-from nas_cntk.scoring.measures import direction
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
 RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/experiments/ID/runs?viewStateShareKey=trials
@@ -120,8 +119,10 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------ a study's runs
 
-    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str], objective: str) -> str:
-        self.share_runs_view(objective=objective)
+    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str], objective: str,
+                     ascending: bool = False) -> str:
+        """The search's run; the runs view leads with ``objective`` (a metric), best first: lowest if ``ascending``."""
+        self.share_runs_view(objective=(objective, ascending))
         return self.start_run(f"search {time.strftime('%Y-%m-%d %H:%M:%S')}", params=params,
                               tags={"study": self.experiment, **tags})
 
@@ -139,7 +140,11 @@ class Tracker:
         if architecture_json is not None:
             self.log_text(run_id, architecture_json, "architecture.json")
 
-    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: str | None = None) -> None:
+    def tag(self, run_ids: list[str], key: str, value: str) -> None:
+        for run_id in run_ids:
+            self.client.set_tag(run_id, key, value)
+
+    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: tuple[str, bool] | None = None) -> None:
         """The runs page as :data:`RUNS_VIEW` shows it: the objective and score columns, those it showed
         already (trained accuracies) and ``metrics``, best objective first (the view's own order where
         none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey`` link
@@ -147,23 +152,24 @@ class Tracker:
         key = f"mlflow.sharedViewState.{RUNS_VIEW}"
         text = self.client.get_experiment(self.experiment_id).tags.get(key)
         shown = None if text is None else json.loads(text)
-        leading = () if objective is None else (objective, f"best_{objective}")
+        leading = () if objective is None else (objective[0], f"best_{objective[0]}")
         columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *VIEW_METRICS, *metrics)),
                                  *([] if shown is None else shown["selectedColumns"]),
                                  *(f"params.`{p}`" for p in VIEW_PARAMS)])
-        order = ((f"metrics.`{objective}`", direction(objective) < 0) if objective is not None
+        order = ((f"metrics.`{objective[0]}`", objective[1]) if objective is not None
                  else (shown["orderByKey"], shown["orderByAsc"]) if shown is not None
                  else (f"metrics.`{VIEW_METRICS[0]}`", False))
         view = {"orderByKey": order[0], "orderByAsc": order[1], "selectedColumns": list(columns),
                 "runsHiddenMode": "SHOW_ALL"}
         self.client.set_experiment_tag(self.experiment_id, key, json.dumps(view))
 
-    def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, history_figure: Any | None,
+    def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, figures: Mapping[str, Any],
                            metrics: Mapping[str, float]) -> None:
+        """The leaderboard as ``leaderboard.csv``, ``figures`` by file name, and the study's ``metrics``."""
         self.log(run_id, metrics=metrics)
         self.log_text(run_id, leaderboard.to_csv(index=False), "leaderboard.csv")
-        if history_figure is not None:
-            self.log_figure(run_id, history_figure, "optimization_history.png")
+        for path, figure in figures.items():
+            self.log_figure(run_id, figure, path)
 
     def log_trained(self, run_id: str, label: str, settings: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         """A trained network's result in its trial's run, under ``trained.LABEL.``: other labels are kept.
