@@ -98,7 +98,7 @@ def test_training_again_adds_a_labelled_result_and_skips_what_is_done(study_dir:
     sample = nas_cntk_command("train", "--sample", "2", *TRAIN, "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert sample.returncode == 0, sample.stderr
     assert "0 network(s) to train, 2 already trained" in sample.stdout
-    other = nas_cntk_command("train", "--trials", "0,2", *TRAIN[:2], "--epochs", "1", *TRAIN[4:],
+    other = nas_cntk_command("train", "--trial-numbers", "0,2", *TRAIN[:2], "--epochs", "1", *TRAIN[4:],
                              "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert other.returncode == 0, other.stderr
     after = trained.results(load(study_dir))
@@ -167,8 +167,8 @@ def test_correlate_takes_an_external_table(study_dir: Path, tmp_path: Path) -> N
 
 @pytest.mark.integration
 @pytest.mark.parametrize("args, message", [
-    (["train", "--trials", "0,99"], "trial 99 of study 'four' has no kernel score (not in the study)"),
-    (["train", "--trials", "0,x"], "--trials '0,x': expected trial numbers"),
+    (["train", "--trial-numbers", "0,99"], "trial 99 of study 'four' has no kernel score (not in the study)"),
+    (["train", "--trial-numbers", "0,x"], "--trial-numbers '0,x': expected trial numbers"),
     (["train", "--lr", "-1"], "--lr: expected a finite number > 0"),
     (["correlate", "--label", "nope"], "--label 'nope': no trained results under it"),
     (["correlate", "--trained-csv", "missing.csv"], "--trained-csv missing.csv: cannot read it"),

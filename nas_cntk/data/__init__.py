@@ -8,7 +8,7 @@ a trained network sees, and names its settings. The names below are the package'
 
 May import: :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
 """
-from nas_cntk.data.batches import CLASSES, IMAGE_SIZE, load_cifar10
+from nas_cntk.data.batches import CLASSES, IMAGE_SIZE, TEST_IMAGES, load_cifar10
 from nas_cntk.data.files import (
     CIFAR10_MD5,
     CIFAR10_URL,
@@ -24,5 +24,6 @@ from nas_cntk.data.splits import DataSettings, DataSplits, load_splits, load_tra
 from nas_cntk.data.subsets import stratified_indices, validation_split
 
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "CLASSES", "DATA_DIR_ENV", "FOLDER", "IMAGE_SIZE", "TEST_FILES",
-           "TRAIN_FILES", "ZCA_REGULARISATION", "DataSettings", "DataSplits", "default_data_dir", "load_cifar10",
-           "load_splits", "load_training_data", "resolve_data_dir", "stratified_indices", "validation_split"]
+           "TEST_IMAGES", "TRAIN_FILES", "ZCA_REGULARISATION", "DataSettings", "DataSplits", "default_data_dir",
+           "load_cifar10", "load_splits", "load_training_data", "resolve_data_dir", "stratified_indices",
+           "validation_split"]

@@ -19,6 +19,7 @@ from nas_cntk.errors import DataError
 
 CLASSES = 10
 IMAGE_SIZE = 32
+TEST_IMAGES = 10000  # the whole test split
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:

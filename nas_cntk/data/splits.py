@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from nas_cntk.data.batches import load_cifar10
+from nas_cntk.data.batches import TEST_IMAGES, load_cifar10
 from nas_cntk.data.preprocessing import check_resolution, preprocess
 from nas_cntk.data.subsets import check_size, stratified_indices, validation_split
 from nas_cntk.errors import DataError
@@ -99,7 +99,7 @@ class DataSettings:
         return cls(*map(int, match.groups()[:4]), zca=match[5] is not None)
 
 
-def load_training_data(held_out: DataSettings, train_size: int | None = None, test_size: int = 10000, *,
+def load_training_data(held_out: DataSettings, train_size: int | None = None, test_size: int = TEST_IMAGES, *,
                        resolution: int = 32, seed: int = 0, data_dir: str | Path | None = None) -> DataSplits:
     """Data to train finite networks on: the CIFAR-10 training split without a search's validation images.
 

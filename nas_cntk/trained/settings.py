@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from nas_cntk import checks
+from nas_cntk.data import TEST_IMAGES
 from nas_cntk.errors import NasCntkError
 
 SCHEDULES = ("onecycle", "cosine")
@@ -26,7 +27,7 @@ class TrainSettings:
     schedule: str = "onecycle"
     parameterization: str = "ntk"
     train_size: int | None = None    # None: the whole training split but the search's validation images
-    test_size: int = 10000
+    test_size: int = TEST_IMAGES
     resolution: int = 32
     augment: bool = True             # random crops (padding resolution / 8) and horizontal flips
     seed: int = 0
