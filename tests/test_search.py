@@ -406,7 +406,7 @@ def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(ci
 
 def test_bad_data_settings_fail_before_anything_is_created(tmp_path: Path) -> None:
     result = nas_cntk_command("search", "--train-size", "0", "--trials-dir", str(tmp_path / "trials"))
-    assert "training size 0 is not a positive multiple of 10" in one_error_line(result)
+    assert "training size: expected a positive multiple of 10" in one_error_line(result)
     assert result.stdout == "" and not (tmp_path / "trials").exists()  # no header, no study, no experiment
 
 

@@ -5,15 +5,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nas_cntk import checks
 from nas_cntk.data.batches import CLASSES
 from nas_cntk.errors import DataError
 
 
 def check_size(size: int, what: str) -> None:
     """A subset size that holds equally many images of every class."""
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0 or size % CLASSES:
-        raise DataError(f"{what} {size!r} is not a positive multiple of {CLASSES} (the subsets hold equally many "
-                        f"images of every class); use e.g. 2000 or 1000")
+    checks.multiple(size, what, CLASSES, why=" (equally many images of every class), e.g. 2000 or 1000",
+                    error=DataError)
 
 
 def stratified_indices(labels: np.ndarray, size: int, seed: int | Sequence[int],
