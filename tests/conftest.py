@@ -1,8 +1,7 @@
 """Shared test setup: the plain references on the import path, Triton's interpreter, real CIFAR-10.
 
 Puts tests/ on sys.path (plain_cntk.py, plain_nb201.py, commands.py); where there is no GPU, sets
-TRITON_INTERPRET=1 before `import nas_cntk` imports Triton, so the Triton kernel runs in Triton's
-interpreter. The `cifar_dir` fixture finds real CIFAR-10 through NAS_CNTK_DATA_DIR, as users do:
+TRITON_INTERPRET=1 before any test imports the Triton kernels, so they run in Triton's interpreter. The `cifar_dir` fixture finds real CIFAR-10 through NAS_CNTK_DATA_DIR, as users do:
 tests that need it are skipped where it is unset, and fail where it names a folder without the
 batches.
 """
@@ -16,8 +15,9 @@ import os
 import pytest
 import torch
 
-# Triton kernels run in Triton's interpreter where there is no GPU. Triton reads the setting when
-# it is imported, which `import nas_cntk` already does (through torch.compile): set it first.
+# Triton kernels run in Triton's interpreter where there is no GPU. Triton reads the setting when a
+# kernel is decorated with @triton.jit, that is when a test imports nas_cntk's Triton modules: set it
+# before the test modules are collected.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

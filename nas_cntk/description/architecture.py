@@ -117,7 +117,8 @@ class Architecture:
         """The finite network at a given width, in the parameterisation the kernel describes.
 
         ``batch_norm`` puts a BatchNorm2d after every conv, as NAS-Bench-201 trains its networks;
-        the kernel is that of the network without it (batch norm has no infinite-width limit here).
+        the kernel is that of the network without it (batch norm's infinite-width limit couples the
+        images of a batch, so no kernel of image pairs gives it).
         """
         return GraphNetwork(self, width, in_channels, outputs, input_size, batch_norm)
 

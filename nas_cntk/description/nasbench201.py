@@ -6,7 +6,9 @@ lists, for cell nodes 1, 2 and 3 in turn, one ``op~i`` per earlier node i: node 
 applied to nodes 0..j-1, node 0 is the cell's input and node 3 its output. The macro network is
 the benchmark's: a 3x3 stem conv, three stages of N cells at full, half and quarter resolution
 with a residual reduction block between stages, a ReLU, global average pooling and a dense
-output. In the infinite-width limit batch norm drops out, so ``nor_conv_kxk`` is ReLU then conv.
+output. ``nor_conv_kxk`` is ReLU then conv, without the benchmark's batch norm: batch norm's
+infinite-width limit couples the images of a batch (Yang et al., ICLR 2019, "A Mean Field Theory of
+Batch Normalization"), so no kernel of image pairs gives it.
 """
 from __future__ import annotations
 
