@@ -73,6 +73,9 @@ def test_a_trained_result_lands_in_its_trials_mlflow_run(study_dir: Path) -> Non
         metrics = run.data.metrics
         assert metrics[f"trained.{label}.test_accuracy"] == pytest.approx(result["test_accuracy"])
         assert metrics["cntk_val_accuracy"] == pytest.approx(trial.value)  # side by side with the kernel score
+        # ... at the trial's number, as its kernel scores are: the runs page's charts plot the trial there.
+        assert [m.step for m in client.get_metric_history(run.info.run_id, f"trained.{label}.test_accuracy")] \
+            == [trial.number]
         assert run.data.params[f"trained.{label}.epochs"] == "2"
         curve = client.get_metric_history(run.info.run_id, f"trained.{label}.train_loss")
         assert [m.step for m in curve] == [1, 2]
@@ -85,6 +88,7 @@ def test_a_trained_result_lands_in_its_trials_mlflow_run(study_dir: Path) -> Non
     assert kernel_at == pytest.approx({t.number: t.value for t in study.trials})
     view = json.loads(experiment.tags["mlflow.sharedViewState.trials"])  # the runs page shows the trained column
     assert f"metrics.`trained.{label}.test_accuracy`" in view["selectedColumns"]
+    assert view["searchFilter"] == "tags.trial_number IS NOT NULL"  # still the trials alone
 
 
 @pytest.mark.integration
