@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,7 +45,6 @@ from nas_cntk.search.leaderboard import leaderboard
 from nas_cntk.search.space import load_space
 from nas_cntk.search.study import EXHAUSTED_AFTER
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"  # the browser test's screenshots, shown in docs/search.md
 TINY = ["--train-size", "20", "--val-size", "10", "--resolution", "8", "--device", "cpu"]
 SMALL_SPACE = """
 name: small
@@ -174,7 +174,7 @@ def chromium(*args: str) -> str:
 
 
 @pytest.mark.integration
-def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None:
+def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched, screenshots: Path) -> None:
     trials_dir, _ = searched
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("nas-cntk")), "ui", "--trials-dir", str(trials_dir),
@@ -221,13 +221,20 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None
         for text in ("trial 0", "trial 1", "trial 2", "trial 3", "cntk_val_accuracy", "nngp_val_accuracy",
                      "kernel_seconds", "network", "tags.trial_number IS NOT NULL"):
             assert text in dom, text
-        chromium(f"--screenshot={DOCS / 'mlflow-runs.png'}", runs_page)
+        search_run = next(run for run in runs if run["info"]["run_id"] == searches[0])
+        assert search_run["info"]["run_name"] not in dom
+        chromium(f"--screenshot={screenshots / 'mlflow-runs.png'}", runs_page)
+        # Its chart view: line charts against the step, which runs to the last trial's number (at step 0 alone,
+        # the UI draws bar charts, one bar per run, with no step axis).
+        dom = chromium("--dump-dom", f"{runs_page}&compareRunsMode=CHART")
+        assert 'class="xtitle"' in dom and 'data-unformatted="Step"' in dom
+        assert re.search(r'class="xtick"><text[^>]*data-unformatted="3"', dom)
         # The search run's charts: the scores of each trial against its number, the optimisation history.
         charts = (f"{base}/#/experiments/{experiment['experiment_id']}/runs/{searches[0]}/model-metrics"
                   "?workflowType=machine_learning")
         dom = chromium("--dump-dom", charts)
         assert "best_cntk_val_accuracy" in dom and "Step" in dom
-        chromium(f"--screenshot={DOCS / 'mlflow-charts.png'}", charts)
+        chromium(f"--screenshot={screenshots / 'mlflow-charts.png'}", charts)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
