@@ -475,9 +475,10 @@ class Ui(Command):
         address = f"http://{args.host}:{args.port}"
         command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
                    "--host", args.host, "--port", str(args.port)]
-        print(f"MLflow UI on {tracking_uri}: {address}", flush=True)
+        # Each study's runs page first: the bare address opens MLflow's GenAI home, not the trials.
         for study, page in study_runs_pages(tracking_uri, address).items():
-            print(f"  {study}: {page}", flush=True)
+            print(f"{study}: {page}", flush=True)
+        print(f"MLflow UI on {tracking_uri}: {address} (open a study's runs page above)", flush=True)
         os.execv(sys.executable, command)
 
 

@@ -182,10 +182,11 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched, screens
                               start_new_session=True)  # its own process group: the server's workers stop with it
     base = f"http://127.0.0.1:{port}"
     try:
-        assert server.stdout.readline().startswith("MLflow UI on ")
-        page = server.stdout.readline().strip()  # the study's runs page, as `nas-cntk ui` prints it
+        page = server.stdout.readline().strip()  # the study's runs page, first: the bare address is GenAI's home
         assert page.startswith(f"small: {base}/#/experiments/")
         assert page.endswith("runs?viewStateShareKey=trials&workflowType=machine_learning")
+        line = server.stdout.readline()
+        assert line.startswith("MLflow UI on sqlite:///") and f": {base} " in line
         runs_page = page.removeprefix("small: ")
         deadline = time.monotonic() + 120
         while True:

@@ -204,10 +204,11 @@ class Tracker:
 
 
 def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
-    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``."""
+    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``;
+    the most recently created study first."""
     client = MlflowClient(uri)
     try:
-        experiments = client.search_experiments()
+        experiments = client.search_experiments(order_by=["creation_time DESC"])
     except MlflowException as error:
         raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
     return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"
