@@ -6,6 +6,9 @@ it runs, so that ``--help`` and the leaderboard start without torch or MLflow.
 Each action parses what argparse cannot (lists of trial numbers, presets), calls one ``run_*``
 function of the package the command belongs to, and prints the result. Errors that users can
 cause are :class:`~nas_cntk.errors.NasCntkError`: one line on stderr, exit status 2.
+
+The module is over 400 lines because it is the whole command line in one place: the shared options
+once, then ten short command classes, each a screen or less, with no logic beyond parsing and printing.
 """
 from __future__ import annotations
 
