@@ -27,7 +27,7 @@ CASES = [
     (["leaderboard"], "no Optuna store at"),
     (["ui"], "no MLflow store there"),
     (["export", "--top", "0"], "--top: expected an integer >= 1, got 0"),
-    (["train", "--trials", "3,x"], "--trials '3,x': expected trial numbers separated by commas"),
+    (["train", "--trial-numbers", "3,x"], "--trial-numbers '3,x': expected trial numbers separated by commas"),
     (["train", "--top", "0"], "--top: expected an integer >= 1, got 0"),
     (["train", "--width", "0"], "--width: expected an integer >= 1, got 0"),
     (["correlate"], "no Optuna store at"),

@@ -77,7 +77,7 @@ def test_each_rung_equals_the_kernel_computed_whole_and_a_kept_store_computes_no
     assert again.score(2).metrics() == result.metrics()
 
 
-@pytest.mark.parametrize("sizes, message", [((10, 25, 40), "multiples of 10"), ((20, 10, 40), "ascending"),
+@pytest.mark.parametrize("sizes, message", [((10, 25, 40), "multiple of 10"), ((20, 10, 40), "ascending"),
                                             ((10, 20), "the last rung is the search's data, 40 training images")])
 def test_bad_rungs_are_named(sizes: tuple[int, ...], message: str) -> None:
     with pytest.raises(NasCntkError, match=message):

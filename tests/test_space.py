@@ -196,6 +196,7 @@ def test_a_space_names_its_default_objective_outside_its_digest(tmp_path: Path):
 
 @pytest.mark.parametrize("text, message", [
     (NB201_SPACE.replace("nasbench201", "darts"), "cell: expected one of nasbench201, got 'darts'"),
+    (NB201_SPACE.replace("cell: nasbench201", "cell: [nasbench201]"), "cell: expected one of nasbench201, got ['"),
     (NB201_SPACE.replace("skip_connect", "max_pool_3x3"), "ops[2]: expected one of none, skip_connect"),
     (NB201_SPACE.replace("skip_connect", "none"), "ops: 'none' is listed twice"),
     (NB201_SPACE + "layers: 1\n", "layers: unknown key in a cell space"),

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas_cntk import checks
-from nas_cntk.errors import NasCntkError
 from nas_cntk.search.objectives import parse_objectives
 
 if TYPE_CHECKING:
@@ -48,7 +47,5 @@ class SearchSettings:
         if self.objectives is not None:
             parse_objectives(self.objectives)
         checks.integer(self.reduction_factor, "--reduction-factor", minimum=2)
-        if self.pruner not in PRUNERS:
-            raise NasCntkError(f"--pruner: expected one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        if self.sampler not in SAMPLERS:
-            raise NasCntkError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        checks.one_of(self.pruner, PRUNERS, "--pruner")
+        checks.one_of(self.sampler, SAMPLERS, "--sampler")

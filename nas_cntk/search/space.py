@@ -38,7 +38,7 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from nas_cntk.checks import integer, is_integer, is_number
+from nas_cntk.checks import integer, is_integer, is_number, one_of
 from nas_cntk.data import DataSettings
 from nas_cntk.description import nasbench201
 from nas_cntk.description.architecture import DEFAULT_WEIGHT_STD, Architecture, load, nasbench201_network, parse
@@ -321,14 +321,12 @@ def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,
         raise SpaceError(f"{unknown[0]}: unknown key in a cell space; allowed: cell, description, fidelity, name, "
                          "objective, ops")
     family = content["cell"]
-    if family not in CELLS:
-        raise SpaceError(f"cell: expected one of {', '.join(CELLS)}, got {family!r}")
+    one_of(family, CELLS, "cell", error=SpaceError)
     ops = content.get("ops", list(CELLS[family]))
     if not isinstance(ops, list) or not ops:
         raise SpaceError(f"ops: expected a non-empty list of edge ops, got {ops!r}")
     for i, op in enumerate(ops):
-        if op not in CELLS[family]:
-            raise SpaceError(f"ops[{i}]: expected one of {', '.join(CELLS[family])}, got {op!r}")
+        one_of(op, CELLS[family], f"ops[{i}]", error=SpaceError)
     if len(set(ops)) < len(ops):
         raise SpaceError(f"ops: {next(op for op in ops if ops.count(op) > 1)!r} is listed twice")
     return CellSpace(name, path, digest, tuple(ops), fidelity.get("cells_per_stage", 5))
@@ -374,8 +372,7 @@ def _choice(name: str, value: Any, key: StagedKey) -> Choice:
         if extra:
             raise SpaceError(f"{name}.{extra[0]}: unknown key; allowed: choices, per")
         per = value.get("per", "network")
-        if per not in key.per:
-            raise SpaceError(f"{name}.per: expected one of {', '.join(key.per)}, got {per!r}")
+        one_of(per, key.per, f"{name}.per", error=SpaceError)
         value = value["choices"]
     if isinstance(value, Mapping):
         if not key.ranged:

@@ -8,9 +8,10 @@ attribute ``mlflow_run_id``) and from the run (tags ``study``, ``trial_number`` 
 What the MLflow UI needs to show a study without digging: the experiment is tagged as model
 training (MLflow 3 opens untagged experiments as GenAI traces); trial runs are not nested under the
 search run, so the runs page lists every trial; each trial run lasts as long as its trial (it is
-created when the trial starts); the search run holds each trial's scores with the trial number as
-the step, so its charts are the optimisation history; and a shared view of the runs page
-(:data:`RUNS_VIEW`) shows the score columns, best first.
+created when the trial starts) and logs its scores with the trial number as the step, so the runs
+page's chart view plots each trial at its number; the search run holds every trial's scores the same
+way, so its own charts are the optimisation history; and a shared view of the runs page
+(:data:`RUNS_VIEW`) shows the trials alone (:data:`TRIAL_RUNS`) with the score columns, best first.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/expe
 # The UI's own switch between its GenAI and model-training layouts, which it keeps per browser, not per experiment.
 TRAINING_LAYOUT = "workflowType=machine_learning"
 # The runs page's columns in that view, best CNTK score first; trained accuracies are added as they appear.
-VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "best_cntk_val_accuracy", "kernel_seconds")
+VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "kernel_seconds")
 VIEW_PARAMS = ("network",)
+TRIAL_RUNS = "tags.trial_number IS NOT NULL"  # the view's filter: the trials' runs, not the search's
 
 for _name in ("mlflow", "alembic"):  # table creation and migration chatter on every new store
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -133,8 +135,9 @@ class Tracker:
 
     def log_trial(self, run_id: str, *, params: Mapping[str, Any], metrics: Mapping[str, float],
                   tags: Mapping[str, str], architecture_json: str | None) -> None:
-        """What a trial found, in its run (the caller ends the run)."""
-        self.log(run_id, params=params, metrics=metrics)
+        """What a trial found, in its run at the trial's number as the step (the caller ends the run)."""
+        step = int(self.client.get_run(run_id).data.tags["trial_number"])
+        self.log(run_id, params=params, metrics=metrics, step=step)
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         if architecture_json is not None:
@@ -152,15 +155,15 @@ class Tracker:
         key = f"mlflow.sharedViewState.{RUNS_VIEW}"
         text = self.client.get_experiment(self.experiment_id).tags.get(key)
         shown = None if text is None else json.loads(text)
-        leading = () if objective is None else (objective[0], f"best_{objective[0]}")
+        leading = () if objective is None else (objective[0],)
         columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *VIEW_METRICS, *metrics)),
                                  *([] if shown is None else shown["selectedColumns"]),
                                  *(f"params.`{p}`" for p in VIEW_PARAMS)])
         order = ((f"metrics.`{objective[0]}`", objective[1]) if objective is not None
                  else (shown["orderByKey"], shown["orderByAsc"]) if shown is not None
                  else (f"metrics.`{VIEW_METRICS[0]}`", False))
-        view = {"orderByKey": order[0], "orderByAsc": order[1], "selectedColumns": list(columns),
-                "runsHiddenMode": "SHOW_ALL"}
+        view = {"searchFilter": TRIAL_RUNS, "orderByKey": order[0], "orderByAsc": order[1],
+                "selectedColumns": list(columns), "runsHiddenMode": "SHOW_ALL"}
         self.client.set_experiment_tag(self.experiment_id, key, json.dumps(view))
 
     def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, figures: Mapping[str, Any],
@@ -179,14 +182,14 @@ class Tracker:
         now = int(time.time() * 1000)
         curves = [Metric(f"{prefix}{name}", float(value), now, epoch)
                   for name in ("train_loss", "train_accuracy") for epoch, value in enumerate(result[name], 1)]
+        tags = self.client.get_run(run_id).data.tags
+        step = int(tags.get("trial_number", 0))
         self.log(run_id, params={f"{prefix}{k}": v for k, v in settings.items()},
-                 metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")})
+                 metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")}, step=step)
         self.client.log_batch(run_id, metrics=curves)
         self.client.set_tag(run_id, f"{prefix}device", result["device"])
-        tags = self.client.get_run(run_id).data.tags
         if "search_run_id" in tags:
-            self.log(tags["search_run_id"], metrics={f"{prefix}test_accuracy": result["test_accuracy"]},
-                     step=int(tags["trial_number"]))
+            self.log(tags["search_run_id"], metrics={f"{prefix}test_accuracy": result["test_accuracy"]}, step=step)
         self.share_runs_view((f"{prefix}test_accuracy",))
 
     def latest_search_run(self) -> str:
@@ -207,10 +210,11 @@ class Tracker:
 
 
 def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
-    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``."""
+    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``;
+    the most recently created study first."""
     client = MlflowClient(uri)
     try:
-        experiments = client.search_experiments()
+        experiments = client.search_experiments(order_by=["creation_time DESC"])
     except MlflowException as error:
         raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
     return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"

@@ -45,7 +45,7 @@ def select(study: optuna.Study, *, top: int | None = None, trials: list[int] | N
         for number in trials:
             if number not in by_number or by_number[number].state != TrialState.COMPLETE:
                 state = by_number[number].state.name if number in by_number else "not in the study"
-                raise NasCntkError(f"--trials: trial {number} of study {study.study_name!r} has no kernel score "
+                raise NasCntkError(f"--trial-numbers: trial {number} of study {study.study_name!r} has no kernel score "
                                    f"({state})")
         return [by_number[number] for number in dict.fromkeys(trials)]
     if sample is not None:
