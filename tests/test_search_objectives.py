@@ -4,6 +4,7 @@ sum over its own recorded scores and costs), several objectives (the Pareto fron
 tagged in MLflow, exported), costs recorded on every trial, and one leaderboard row per network structure."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def test_several_objectives_make_a_pareto_front(cifar_dir: Path, tmp_path: Path)
     tagged = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))
               if client.get_run(t.user_attrs["mlflow_run_id"]).data.tags.get("pareto_front") == "true"}
     assert tagged == set(front["trial"])
+    view = json.loads(client.get_experiment_by_name("s").tags["mlflow.sharedViewState.trials"])
+    assert view["selectedColumns"][:2] == ["metrics.`cntk_alignment`", "metrics.`flops`"]
+    assert "tags.`pareto_front`" in view["selectedColumns"] and view["orderByKey"] == "metrics.`cntk_alignment`"
     out = tmp_path / "export"
     result = nas_cntk_command("export", "--trials-dir", str(tmp_path / "trials"), "--top", str(len(front)),
                               "--out", str(out))

@@ -479,12 +479,12 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
               f"(or 8){'' if dry_run else '; going on'}")
     if dry_run or remaining == 0:
         return search, study
-    first = search.objectives[0]
     parent_run_id = tracker.start_search(
         params={"space": space.name, "sampler": settings.sampler, "seed": settings.seed, "trials": settings.trials,
                 "workers": settings.workers, "objective": objectives_label(search.objectives), **vars(data)},
         tags={"storage": settings.stores.storage, "space_file": str(space.path)},
-        objective=objective_keys(search.objectives)[0], ascending=not first.combined and orientation(first.text) < 0)
+        objectives=[(key, not o.combined and orientation(o.text) < 0)
+                    for key, o in zip(objective_keys(search.objectives), search.objectives)])
     context = multiprocessing.get_context("spawn")  # CUDA and fork do not mix
     workers = [context.Process(target=_work, args=(search, k, parent_run_id), daemon=False)
                for k in range(1, settings.workers)]

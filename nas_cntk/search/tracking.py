@@ -20,7 +20,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/expe
 # The UI's own switch between its GenAI and model-training layouts, which it keeps per browser, not per experiment.
 TRAINING_LAYOUT = "workflowType=machine_learning"
 # The runs page's columns in that view, best CNTK score first; trained accuracies are added as they appear.
-VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "kernel_seconds")
+VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "flops", "kernel_seconds")
 VIEW_PARAMS = ("network",)
 TRIAL_RUNS = "tags.trial_number IS NOT NULL"  # the view's filter: the trials' runs, not the search's
 
@@ -121,10 +121,12 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------ a study's runs
 
-    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str], objective: str,
-                     ascending: bool = False) -> str:
-        """The search's run; the runs view leads with ``objective`` (a metric), best first: lowest if ``ascending``."""
-        self.share_runs_view(objective=(objective, ascending))
+    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str],
+                     objectives: Sequence[tuple[str, bool]]) -> str:
+        """The search's run. The runs view leads with the objectives' metrics, ordered by the first, best first
+        (``(metric, ascending)``: lowest first if ascending); with several, the Pareto front's tag beside."""
+        self.share_runs_view(metrics=tuple(key for key, _ in objectives[1:]), objective=objectives[0],
+                             tags=("pareto_front",) if len(objectives) > 1 else ())
         return self.start_run(f"search {time.strftime('%Y-%m-%d %H:%M:%S')}", params=params,
                               tags={"study": self.experiment, **tags})
 
@@ -147,16 +149,18 @@ class Tracker:
         for run_id in run_ids:
             self.client.set_tag(run_id, key, value)
 
-    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: tuple[str, bool] | None = None) -> None:
+    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: tuple[str, bool] | None = None,
+                        tags: tuple[str, ...] = ()) -> None:
         """The runs page as :data:`RUNS_VIEW` shows it: the objective and score columns, those it showed
-        already (trained accuracies) and ``metrics``, best objective first (the view's own order where
-        none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey`` link
-        opens."""
+        already (trained accuracies), ``metrics`` and ``tags``, best objective first (the view's own order
+        where none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey``
+        link opens."""
         key = f"mlflow.sharedViewState.{RUNS_VIEW}"
         text = self.client.get_experiment(self.experiment_id).tags.get(key)
         shown = None if text is None else json.loads(text)
         leading = () if objective is None else (objective[0],)
-        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *VIEW_METRICS, *metrics)),
+        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *metrics, *VIEW_METRICS)),
+                                 *(f"tags.`{t}`" for t in tags),
                                  *([] if shown is None else shown["selectedColumns"]),
                                  *(f"params.`{p}`" for p in VIEW_PARAMS)])
         order = ((f"metrics.`{objective[0]}`", objective[1]) if objective is not None
