@@ -201,8 +201,6 @@ class TrialScorer:
                            "architecture": dict(arch.spec), "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
             trial.set_user_attr(key, value)  # the architecture's hash first: it claims the architecture
         cost = self.space.cost(arch)
-        for key, value in cost.items():
-            trial.set_user_attr(key, value)
         seconds = pairs = 0.0
         scores = self.rung_scores(arch)
         for k in range(len(self.caches)):
