@@ -128,10 +128,11 @@ def graph_flops_per_pair(arch, size: int) -> int:
     """Arithmetic per pair of the fused graph kernel's program: a linear map 2 per matrix entry it
     applies, a ReLU 26 per entry (as for chains) and 1 more for Theta, the input 2C, a sum of k terms k - 1."""
     from nas_cntk.kernels import plan
-    from nas_cntk.kernels.fused import graph
+    from nas_cntk.kernels.fused.graph import instructions as graph
+    from nas_cntk.kernels.fused.graph import lower
 
     p = plan(arch, size, size)
-    program = graph.lower(p, graph.lower(p))
+    program = lower(p, lower(p))
     (grid_table, _), (table, _, _) = program.grids, program.matrices
     flops = 0
     for row in program.code:

@@ -21,8 +21,9 @@ import nas_cntk
 from nas_cntk.description import nasbench201, nasbench201_network
 from nas_cntk.errors import InvalidCandidate
 from nas_cntk.kernels import plan
-from nas_cntk.kernels.fused import graph_cpu, graph_cuda
 from nas_cntk.kernels.fused.graph import GraphPairs
+from nas_cntk.kernels.fused.graph import cpu as graph_cpu
+from nas_cntk.kernels.fused.graph import cuda as graph_cuda
 from nas_cntk.search import load_space
 from nas_cntk.search.space import check_candidate
 

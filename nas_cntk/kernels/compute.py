@@ -116,5 +116,5 @@ class PlainPairs:
         if count < self.batch:  # pad the last batch: one shape, one compiled graph
             i, j = (torch.cat([t, t[-1:].expand(self.batch - count)]) for t in (i, j))
         xb = self.x1[j] if self.x2 is None else self.x2[j]
-        sigma, theta = self.run(self.p, self.x1[i], xb, self.stats1.take(i), self.stats2.take(j), ntk=True)
+        sigma, theta = self.run(self.p, self.x1[i], xb, self.stats1.take(i), self.stats2.take(j))
         return sigma[:count], theta[:count]

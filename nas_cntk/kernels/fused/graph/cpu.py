@@ -14,7 +14,7 @@ import torch
 from numba.extending import overload
 
 from nas_cntk.kernels.fused.cpu import _angle
-from nas_cntk.kernels.fused.graph import (
+from nas_cntk.kernels.fused.graph.instructions import (
     ADD,
     GATHER,
     INPUT,
@@ -150,11 +150,10 @@ def _step(row, alpha, beta, arena, scratch, offsets, x1, x2, var1, var2, vec1, v
             for jj in range(width):
                 var1[a, offset + i * width + jj] = src[(r0 * height + i) * cols + c0 * width + jj]
     elif op == MEAN:
-        r0, c0, in_cols = g_in[5], g_in[6], g_in[1]
+        offset = var_offsets[row[3]]
         factor = x1.dtype.type(alpha)
-        for i in range(height):
-            for jj in range(width):
-                out[i * width + jj] = math.sqrt(factor * src[(r0 * height + i) * in_cols + c0 * width + jj])
+        for e in range(height * width):
+            out[e] = math.sqrt(factor * var1[a, offset + e])
     elif op == VECTOR:
         offset = row[3]
         for e in range(height * width):

@@ -16,8 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from nas_cntk.kernels.fused import graph
 from nas_cntk.kernels.fused.cuda import _angle
+from nas_cntk.kernels.fused.graph import instructions as graph
 
 _BLOCK = 1024
 _WARPS = 4
@@ -182,12 +182,11 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                     entry = (r0 * height + e // width) * cols + c0 * width + e % width
                     tl.store(at + e, tl.load(src + entry, mask=live, other=0.0), mask=live)
             elif op == _MEAN:
-                r0, c0 = tl.load(g_in + 5), tl.load(g_in + 6)
+                at = var1 + a * var_size + tl.load(var_offsets + f3)
                 for start in range(0, height * width, BLOCK):
                     e = start + lanes
                     live = e < height * width
-                    entry = (r0 * height + e // width) * in_cols + c0 * width + e % width
-                    tl.store(out + e, tl.sqrt(scale_k * tl.load(src + entry, mask=live, other=0.0)), mask=live)
+                    tl.store(out + e, tl.sqrt(scale_k * tl.load(at + e, mask=live, other=0.0)), mask=live)
             elif op == _VECTOR:
                 for start in range(0, height * width, BLOCK):
                     e = start + lanes
