@@ -2,8 +2,8 @@
 
 Random networks of both search spaces (the default space's residual, pooled, flatten and GAP
 networks; NAS-Bench-201 cells, every one of its five edge ops, one and two cells per stage, 8x8 and
-16x16), strided convs and the `fix` variant: in float32 within 1e-5 of the plain float64 path, and
-in float64 within 1e-10 of it. Each batch includes an image paired with itself, where the ReLU
+16x16), strided and dilated convs and the `fix` variant: in float32 within 1e-5 of the plain
+float64 path, and in float64 within 1e-10 of it. Each batch includes an image paired with itself, where the ReLU
 angles are exactly 0 only if the variances are repeated bit for bit. `nas_cntk.kernel` takes the
 graph kernel on the CPU for every network that is not a chain.
 """
@@ -105,6 +105,15 @@ def strided_flatten_fix_network() -> nas_cntk.Architecture:
 
 def test_strided_convs_flatten_and_the_fix_variant() -> None:
     check(strided_flatten_fix_network(), 8, 11)
+
+
+def test_dilated_convs() -> None:
+    """Dilated convs where a conv may stand: in a chain, on a residual branch, before a pool, strided."""
+    dilated = {"op": "dil_conv", "kernel": 3, "dilation": 2}
+    check(nas_cntk.load({"readout": "flatten", "bias_std": 0.1, "layers": [
+        {"op": "conv", "kernel": 3}, {"op": "relu"}, dilated,
+        {"op": "residual", "body": [{"op": "relu"}, {**dilated, "kernel": 5}]}, {"op": "avg_pool", "window": 2},
+        {"op": "relu"}, {**dilated, "stride": 2}, {"op": "relu"}]}), 8, 13)
 
 
 EVERY_OP_CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
