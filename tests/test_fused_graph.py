@@ -107,24 +107,30 @@ def test_strided_convs_flatten_and_the_fix_variant() -> None:
     check(strided_flatten_fix_network(), 8, 11)
 
 
-def test_dilated_convs() -> None:
+def dilated_network() -> nas_cntk.Architecture:
     """Dilated convs where a conv may stand: in a chain, on a residual branch, before a pool, strided."""
     dilated = {"op": "dil_conv", "kernel": 3, "dilation": 2}
-    check(nas_cntk.load({"readout": "flatten", "bias_std": 0.1, "layers": [
+    return nas_cntk.load({"readout": "flatten", "bias_std": 0.1, "layers": [
         {"op": "conv", "kernel": 3}, {"op": "relu"}, dilated,
         {"op": "residual", "body": [{"op": "relu"}, {**dilated, "kernel": 5}]}, {"op": "avg_pool", "window": 2},
-        {"op": "relu"}, {**dilated, "stride": 2}, {"op": "relu"}]}), 8, 13)
+        {"op": "relu"}, {**dilated, "stride": 2}, {"op": "relu"}]})
+
+
+def test_dilated_convs() -> None:
+    check(dilated_network(), 8, 13)
 
 
 EVERY_OP_CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 
 
-@pytest.mark.parametrize("network", ["every NAS-Bench-201 op, 4x4", "default space, 8x8", "strided, flatten, fix"])
+@pytest.mark.parametrize("network", ["every NAS-Bench-201 op, 4x4", "default space, 8x8", "strided, flatten, fix",
+                                     "dilated, 8x8"])
 def test_triton_graph_kernel(network: str) -> None:
     """Every instruction of the Triton interpreter (in Triton's interpreter where there is no GPU)."""
     arch, size = {"every NAS-Bench-201 op, 4x4": (nasbench201_network(EVERY_OP_CELL, 1), 4),
                   "default space, 8x8": (default_space_networks(8, 8)[0], 8),
-                  "strided, flatten, fix": (strided_flatten_fix_network(), 8)}[network]
+                  "strided, flatten, fix": (strided_flatten_fix_network(), 8),
+                  "dilated, 8x8": (dilated_network(), 8)}[network]
     check(arch, size, 5, "triton")
 
 

@@ -1,4 +1,4 @@
-"""The fused graph kernel on a CUDA GPU: a Triton interpreter of :mod:`.graph`'s programs.
+"""The fused graph kernel on a CUDA GPU: a Triton interpreter of :mod:`.instructions`' programs.
 
 A persistent grid of programs, each taking pairs in turn and running a pair through the whole
 program in its own arena in global memory (hundreds of KiB to tens of MiB a program, so an arena
@@ -79,7 +79,7 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                   m_indices, m_values, map_starts, map_indices, grid_table, grid_maps, var_offsets, work, sums, steps,
                   arena_size, work_size, var_size, vec_size, channels, pixels, BLOCK: tl.constexpr):
     """Each pair's readout sums of Sigma and Theta into sums (n_pairs, 2); the instructions as in
-    :mod:`.graph` (and :mod:`.graph_cpu`, its CPU twin)."""
+    :mod:`.instructions` (and :mod:`.cpu`, its CPU twin), each opcode's work a helper below."""
     arena = work + tl.program_id(0).to(tl.int64) * work_size
     scratch = arena + arena_size
     lanes = tl.arange(0, BLOCK)
@@ -96,26 +96,16 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
             g_out = grid_table + 7 * tl.load(code + 7 * step + 6)
             in_rows, in_cols = tl.load(g_in), tl.load(g_in + 1)
             rows, cols, height, width = tl.load(g_out), tl.load(g_out + 1), tl.load(g_out + 2), tl.load(g_out + 3)
-            row_pixel = grid_maps + tl.load(g_out + 4)
-            row_partner, col_pixel, col_partner = row_pixel + rows, row_pixel + 2 * rows, row_pixel + 2 * rows + cols
-            size = rows * cols
+            maps = grid_maps + tl.load(g_out + 4)  # row pixels, row partners, column pixels, column partners
+            size, pixels_out = rows * cols, height * width
             scale_k, shift_k = tl.load(alpha + step), tl.load(beta + step)
             out = arena + tl.load(offsets + tl.maximum(f1, 0))
             src = arena + tl.load(offsets + tl.where((f2 >= 0) & (op != _OUTER), f2, 0))
             if op == _INPUT:
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
-                    total = tl.zeros([BLOCK], tl.float32)
-                    for ch in range(channels):
-                        total += (tl.load(x1 + (a * channels + ch) * pixels + first, mask=live, other=0.0)
-                                  * tl.load(x2 + (b * channels + ch) * pixels + second, mask=live, other=0.0))
-                    tl.store(out + e, total / channels, mask=live)
+                _input(out, x1 + a * channels * pixels, x2 + b * channels * pixels, channels, pixels, size, rows, cols,
+                       width, maps, lanes, BLOCK)
             elif op == _ZERO:
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    tl.store(out + e, tl.zeros([BLOCK], tl.float32), mask=e < size)
+                _zeros(out, size, lanes, BLOCK)
             elif op == _LINEAR:  # B on each row into the scratch, then A on whole rows of it (as on the CPU)
                 _linear_pass(src, scratch, in_rows * cols, cols, in_cols, in_cols, f4, False, 1.0, 0.0, m_table,
                              m_indices, m_values, lanes, BLOCK)
@@ -123,98 +113,159 @@ def _graph_kernel(x1, x2, var1, var2, vec1, vec2, pair_a, pair_b, n_pairs, code,
                 _linear_pass(scratch, out, size, cols, cols, in_rows, f3, True, scale_k, shift_k, m_table, m_indices,
                              m_values, lanes, BLOCK)
             elif op == _GATHER:
-                row_map = map_indices + tl.load(map_starts + f3)
-                col_map = map_indices + tl.load(map_starts + f4)
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    at = tl.load(row_map + e // cols, mask=live, other=0) * in_cols + tl.load(col_map + e % cols,
-                                                                                              mask=live, other=0)
-                    tl.store(out + e, tl.load(src + at, mask=live, other=0.0), mask=live)
-            elif op == _ADD:  # f3: the index map of the terms, f4 of them, summed left to right
-                terms = map_indices + tl.load(map_starts + f3)
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    total = tl.load(arena + tl.load(offsets + tl.load(terms)) + e, mask=live, other=0.0)
-                    for t in range(1, f4):
-                        total += tl.load(arena + tl.load(offsets + tl.load(terms + t)) + e, mask=live, other=0.0)
-                    tl.store(out + e, total, mask=live)
+                _gather(out, src, map_indices + tl.load(map_starts + f3), map_indices + tl.load(map_starts + f4), size,
+                        cols, in_cols, lanes, BLOCK)
+            elif op == _ADD:  # f3: the index map of the terms, f4 of them
+                _add(out, arena, offsets, map_indices + tl.load(map_starts + f3), f4, size, lanes, BLOCK)
             elif op == _SCALE:
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    tl.store(out + e, scale_k * tl.load(src + e, mask=live, other=0.0), mask=live)
+                _scale(out, src, scale_k, size, lanes, BLOCK)
             elif op == _RELU:
                 at = tl.load(var_offsets + shift_k.to(tl.int32))
-                theta = arena + tl.load(offsets + tl.maximum(f3, 0))
-                theta_out = arena + tl.load(offsets + tl.maximum(f4, 0))
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
-                    va = tl.load(var1 + a * var_size + at + first, mask=live, other=0.0)
-                    vb = tl.load(var2 + b * var_size + at + second, mask=live, other=0.0)
-                    sigma = tl.load(src + e, mask=live, other=0.0)
-                    # the numerics of nas_cntk.description.ops.relu: scaled before any square
-                    scale = tl.maximum(va, vb)
-                    inverse = tl.where(scale > 0, 1.0 / tl.where(scale > 0, scale, 1.0), 0.0)
-                    x, y, c = va * inverse, vb * inverse, sigma * inverse
-                    sine = tl.sqrt(tl.maximum(x * y - c * c, 0.0))
-                    rest = _PI - _angle(sine, c)
-                    tl.store(out + e, scale * ((sine + rest * c) * _INV_2PI), mask=live)
-                    if f3 >= 0:
-                        tl.store(theta_out + e, tl.load(theta + e, mask=live, other=0.0) * (rest * _INV_2PI),
-                                 mask=live)
+                theta, theta_out = (arena + tl.load(offsets + tl.maximum(f3, 0)),
+                                    arena + tl.load(offsets + tl.maximum(f4, 0)))
+                _relu(out, src, theta, theta_out, f3 >= 0, var1 + a * var_size + at, var2 + b * var_size + at, size,
+                      rows, cols, width, maps, lanes, BLOCK)
             elif op == _OUTER:  # f2, f3: the vectors' offsets
-                for start in range(0, size, BLOCK):
-                    e = start + lanes
-                    live = e < size
-                    first, second = _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner)
-                    tl.store(out + e, tl.load(vec1 + a * vec_size + f2 + first, mask=live, other=0.0)
-                             * tl.load(vec2 + b * vec_size + f3 + second, mask=live, other=0.0), mask=live)
+                _outer(out, vec1 + a * vec_size + f2, vec2 + b * vec_size + f3, size, rows, cols, width, maps, lanes,
+                       BLOCK)
             elif op == _VARIANCE:
-                at = var1 + a * var_size + tl.load(var_offsets + f3)
-                r0, c0 = tl.load(g_out + 5), tl.load(g_out + 6)
-                for start in range(0, height * width, BLOCK):
-                    e = start + lanes
-                    live = e < height * width
-                    entry = (r0 * height + e // width) * cols + c0 * width + e % width
-                    tl.store(at + e, tl.load(src + entry, mask=live, other=0.0), mask=live)
+                _same_pixel(var1 + a * var_size + tl.load(var_offsets + f3), src, cols, height, width,
+                            tl.load(g_out + 5), tl.load(g_out + 6), lanes, BLOCK)
             elif op == _MEAN:
-                at = var1 + a * var_size + tl.load(var_offsets + f3)
-                for start in range(0, height * width, BLOCK):
-                    e = start + lanes
-                    live = e < height * width
-                    tl.store(out + e, tl.sqrt(scale_k * tl.load(at + e, mask=live, other=0.0)), mask=live)
-            elif op == _VECTOR:
-                for start in range(0, height * width, BLOCK):
-                    e = start + lanes
-                    live = e < height * width
-                    tl.store(vec1 + a * vec_size + f3 + e, tl.load(src + e, mask=live, other=0.0), mask=live)
-            elif op == _READOUT:  # alpha 1: GAP, every entry; 0: flatten, the same-pixel entries
-                theta = arena + tl.load(offsets + f3)
-                r0, c0 = tl.load(g_out + 5), tl.load(g_out + 6)
-                count = tl.where(scale_k > 0, size, height * width)
-                total_sigma = tl.zeros([BLOCK], tl.float64)
-                total_theta = tl.zeros([BLOCK], tl.float64)
-                for start in range(0, count, BLOCK):
-                    e = start + lanes
-                    live = e < count
-                    entry = tl.where(scale_k > 0, e, (r0 * height + e // width) * cols + c0 * width + e % width)
-                    total_sigma += tl.load(src + entry, mask=live, other=0.0).to(tl.float64)
-                    total_theta += tl.load(theta + entry, mask=live, other=0.0).to(tl.float64)
-                tl.store(sums + 2 * k, tl.sum(total_sigma, axis=0))
-                tl.store(sums + 2 * k + 1, tl.sum(total_theta, axis=0))
+                _sqrt_scaled(out, var1 + a * var_size + tl.load(var_offsets + f3), scale_k, pixels_out, lanes, BLOCK)
+            elif op == _VECTOR:  # a copy
+                _scale(vec1 + a * vec_size + f3, src, 1.0, pixels_out, lanes, BLOCK)
+            elif op == _READOUT:
+                _readout(sums + 2 * k, src, arena + tl.load(offsets + f3), scale_k > 0, size, cols, height, width,
+                         tl.load(g_out + 5), tl.load(g_out + 6), lanes, BLOCK)
             tl.debug_barrier()
 
 
+# Each opcode's work: a loop over blocks of the entries it writes, as in graph/cpu.py.
+
 @triton.jit
-def _pixels(e, live, cols, width, row_pixel, row_partner, col_pixel, col_partner):
+def _input(out, first, second, channels, pixels, size, rows, cols, width, maps, lanes, BLOCK: tl.constexpr):
+    """The input layer: the mean over channels of image 1's pixel p times image 2's pixel p'."""
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        at_first, at_second = _pixels(e, live, rows, cols, width, maps)
+        total = tl.zeros([BLOCK], tl.float32)
+        for ch in range(channels):
+            total += (tl.load(first + ch * pixels + at_first, mask=live, other=0.0)
+                      * tl.load(second + ch * pixels + at_second, mask=live, other=0.0))
+        tl.store(out + e, total / channels, mask=live)
+
+
+@triton.jit
+def _zeros(out, size, lanes, BLOCK: tl.constexpr):
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        tl.store(out + e, tl.zeros([BLOCK], tl.float32), mask=e < size)
+
+
+@triton.jit
+def _gather(out, src, row_map, col_map, size, cols, in_cols, lanes, BLOCK: tl.constexpr):
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        at = tl.load(row_map + e // cols, mask=live, other=0) * in_cols + tl.load(col_map + e % cols, mask=live,
+                                                                                  other=0)
+        tl.store(out + e, tl.load(src + at, mask=live, other=0.0), mask=live)
+
+
+@triton.jit
+def _add(out, arena, offsets, terms, count, size, lanes, BLOCK: tl.constexpr):
+    """The ``count`` slots of ``terms`` summed left to right."""
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        total = tl.load(arena + tl.load(offsets + tl.load(terms)) + e, mask=live, other=0.0)
+        for t in range(1, count):
+            total += tl.load(arena + tl.load(offsets + tl.load(terms + t)) + e, mask=live, other=0.0)
+        tl.store(out + e, total, mask=live)
+
+
+@triton.jit
+def _scale(out, src, factor, size, lanes, BLOCK: tl.constexpr):
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        tl.store(out + e, factor * tl.load(src + e, mask=live, other=0.0), mask=live)
+
+
+@triton.jit
+def _relu(out, sigma, theta, theta_out, has_theta, var_a, var_b, size, rows, cols, width, maps, lanes,
+          BLOCK: tl.constexpr):
+    """The arc-cosine rules with the numerics of nas_cntk.description.ops.relu: scaled before any square."""
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        at_first, at_second = _pixels(e, live, rows, cols, width, maps)
+        va = tl.load(var_a + at_first, mask=live, other=0.0)
+        vb = tl.load(var_b + at_second, mask=live, other=0.0)
+        scale = tl.maximum(va, vb)
+        inverse = tl.where(scale > 0, 1.0 / tl.where(scale > 0, scale, 1.0), 0.0)
+        x, y, c = va * inverse, vb * inverse, tl.load(sigma + e, mask=live, other=0.0) * inverse
+        sine = tl.sqrt(tl.maximum(x * y - c * c, 0.0))
+        rest = _PI - _angle(sine, c)
+        tl.store(out + e, scale * ((sine + rest * c) * _INV_2PI), mask=live)
+        if has_theta:
+            tl.store(theta_out + e, tl.load(theta + e, mask=live, other=0.0) * (rest * _INV_2PI), mask=live)
+
+
+@triton.jit
+def _outer(out, first, second, size, rows, cols, width, maps, lanes, BLOCK: tl.constexpr):
+    """Image 1's vector at p times image 2's at p'."""
+    for start in range(0, size, BLOCK):
+        e = start + lanes
+        live = e < size
+        at_first, at_second = _pixels(e, live, rows, cols, width, maps)
+        tl.store(out + e, tl.load(first + at_first, mask=live, other=0.0) * tl.load(second + at_second, mask=live,
+                                                                                    other=0.0), mask=live)
+
+
+@triton.jit
+def _same_pixel(target, src, cols, height, width, r0, c0, lanes, BLOCK: tl.constexpr):
+    """target (H x W) = the entries of src pairing a pixel with itself (shift r0, c0)."""
+    for start in range(0, height * width, BLOCK):
+        e = start + lanes
+        live = e < height * width
+        entry = (r0 * height + e // width) * cols + c0 * width + e % width
+        tl.store(target + e, tl.load(src + entry, mask=live, other=0.0), mask=live)
+
+
+@triton.jit
+def _sqrt_scaled(out, src, factor, count, lanes, BLOCK: tl.constexpr):
+    for start in range(0, count, BLOCK):
+        e = start + lanes
+        live = e < count
+        tl.store(out + e, tl.sqrt(factor * tl.load(src + e, mask=live, other=0.0)), mask=live)
+
+
+@triton.jit
+def _readout(sums, sigma, theta, gap, size, cols, height, width, r0, c0, lanes, BLOCK: tl.constexpr):
+    """The pair's readout sums of Sigma and Theta: every entry (GAP), or the same-pixel ones (flatten)."""
+    count = tl.where(gap, size, height * width)
+    total_sigma = tl.zeros([BLOCK], tl.float64)
+    total_theta = tl.zeros([BLOCK], tl.float64)
+    for start in range(0, count, BLOCK):
+        e = start + lanes
+        live = e < count
+        entry = tl.where(gap, e, (r0 * height + e // width) * cols + c0 * width + e % width)
+        total_sigma += tl.load(sigma + entry, mask=live, other=0.0).to(tl.float64)
+        total_theta += tl.load(theta + entry, mask=live, other=0.0).to(tl.float64)
+    tl.store(sums, tl.sum(total_sigma, axis=0))
+    tl.store(sums + 1, tl.sum(total_theta, axis=0))
+
+
+@triton.jit
+def _pixels(e, live, rows, cols, width, maps):
     """The pixels (flat, of image 1 and image 2) an entry of a pair tensor pairs, from the grid's maps."""
     u, v = e // cols, e % cols
-    first = tl.load(row_pixel + u, mask=live, other=0) * width + tl.load(col_pixel + v, mask=live, other=0)
-    second = tl.load(row_partner + u, mask=live, other=0) * width + tl.load(col_partner + v, mask=live, other=0)
+    first = tl.load(maps + u, mask=live, other=0) * width + tl.load(maps + 2 * rows + v, mask=live, other=0)
+    second = tl.load(maps + rows + u, mask=live, other=0) * width + tl.load(maps + 2 * rows + cols + v, mask=live,
+                                                                            other=0)
     return first, second
 
 
