@@ -14,21 +14,8 @@ import torch
 from numba.extending import overload
 
 from nas_cntk.kernels.fused.cpu import _angle
-from nas_cntk.kernels.fused.graph.instructions import (
-    ADD,
-    GATHER,
-    INPUT,
-    LINEAR,
-    MEAN,
-    OUTER,
-    READOUT,
-    RELU,
-    SCALE,
-    VARIANCE,
-    VECTOR,
-    ZERO,
-    Program,
-)
+from nas_cntk.kernels.fused.graph import instructions as isa
+from nas_cntk.kernels.fused.graph.instructions import Program
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
 _PI = math.pi
@@ -101,21 +88,21 @@ def _step(step, program, images, a, b, arena, scratch, sums):
     g_in, g_out = grids[0][row[5]], grids[0][row[6]]
     size, pixels = g_out[0] * g_out[1], g_out[2] * g_out[3]
     out = _slot(arena, offsets, row[1], size)
-    src = _slot(arena, offsets, row[2] if op != OUTER else -1, g_in[0] * g_in[1])
-    if op == INPUT:
+    src = _slot(arena, offsets, row[2] if op != isa.OUTER else -1, g_in[0] * g_in[1])
+    if op == isa.INPUT:
         _input(out, x1[a], x2[b], g_out, grids[1])
-    elif op == ZERO:
+    elif op == isa.ZERO:
         out[:] = 0
-    elif op == LINEAR:
+    elif op == isa.LINEAR:
         _linear(src, scratch, out, g_in[0], g_in[1], g_out[0], g_out[1], row[3], row[4], alpha[step], beta[step],
                 matrices, tiles[0][step], tiles[1])
-    elif op == GATHER:
+    elif op == isa.GATHER:
         _gather(out, src, _index_map(maps, row[3], g_out[0]), _index_map(maps, row[4], g_out[1]), g_in[1])
-    elif op == ADD:
+    elif op == isa.ADD:
         _add(out, arena, offsets, _index_map(maps, row[3], row[4]))
-    elif op == SCALE:
+    elif op == isa.SCALE:
         _scale(out, src, alpha[step])
-    elif op == RELU:
+    elif op == isa.RELU:
         variance = var_offsets[int(beta[step])]
         var_a, var_b = var1[a, variance:variance + pixels], var2[b, variance:variance + pixels]
         if row[3] < 0:  # record mode: no Theta
@@ -123,15 +110,15 @@ def _step(step, program, images, a, b, arena, scratch, sums):
         else:
             _relu(out, src, _slot(arena, offsets, row[3], size), _slot(arena, offsets, row[4], size), g_out,
                   grids[1], var_a, var_b, scratch)
-    elif op == OUTER:
+    elif op == isa.OUTER:
         _outer(out, vec1[a, row[2]:row[2] + pixels], vec2[b, row[3]:row[3] + pixels], g_out, grids[1])
-    elif op == VARIANCE:
+    elif op == isa.VARIANCE:
         _same_pixel(var1[a, var_offsets[row[3]]:var_offsets[row[3]] + pixels], src, g_out)
-    elif op == MEAN:
+    elif op == isa.MEAN:
         _sqrt_scaled(out, var1[a, var_offsets[row[3]]:var_offsets[row[3]] + pixels], alpha[step])
-    elif op == VECTOR:
+    elif op == isa.VECTOR:
         vec1[a, row[3]:row[3] + pixels] = src[:pixels]
-    elif op == READOUT:
+    elif op == isa.READOUT:
         _readout(sums, src, _slot(arena, offsets, row[3], size), g_out, alpha[step] > 0)
 
 

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from nas_cntk.kernels.fused.cuda import _angle
-from nas_cntk.kernels.fused.graph import instructions as graph
+from nas_cntk.kernels.fused.graph import instructions as isa
 
 _BLOCK = 1024
 _WARPS = 4
@@ -25,15 +25,15 @@ _PROGRAMS_PER_SM = 8
 _PI = tl.constexpr(math.pi)
 _INV_2PI = tl.constexpr(1 / (2 * math.pi))
 _INPUT, _ZERO, _LINEAR, _GATHER, _ADD, _SCALE, _RELU, _OUTER, _VARIANCE, _READOUT, _MEAN, _VECTOR = (
-    tl.constexpr(op) for op in (graph.INPUT, graph.ZERO, graph.LINEAR, graph.GATHER, graph.ADD, graph.SCALE,
-                                graph.RELU, graph.OUTER, graph.VARIANCE, graph.READOUT, graph.MEAN, graph.VECTOR))
+    tl.constexpr(op) for op in (isa.INPUT, isa.ZERO, isa.LINEAR, isa.GATHER, isa.ADD, isa.SCALE, isa.RELU, isa.OUTER,
+                                isa.VARIANCE, isa.READOUT, isa.MEAN, isa.VECTOR))
 
 
 class Interpreter:
     """:class:`~nas_cntk.kernels.fused.graph.Interpreter` on a CUDA GPU (or Triton's interpreter): the
     program's tables on the device once."""
 
-    def __init__(self, program: graph.Program, like: torch.Tensor):
+    def __init__(self, program: isa.Program, like: torch.Tensor):
         def ints(a):
             return torch.as_tensor(a, dtype=torch.int64, device=like.device).contiguous().view(-1)
 
