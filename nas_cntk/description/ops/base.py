@@ -76,7 +76,7 @@ class Cross(Generic[T]):
 
 
 @dataclass
-class Fork(Generic[T]):
+class Fork:
     """A branch point f as the cross rules see it: its kind and per-pixel means on both sides
     (``(B, H, W)`` tensors, or in a program the handle :meth:`Emitter.outer` reads them by)."""
 
