@@ -296,7 +296,7 @@ def _summary(layers: list[dict]) -> str:
             shortcut = f"{_summary(spec['shortcut'])} + " if "shortcut" in spec else ""
             words.append(f"[{shortcut}{_summary(spec['body'])}]")
         else:
-            stride = f"/{spec['stride']}" if spec.get("stride", 1) != 1 and spec["op"] == "conv" else ""
+            stride = f"/{spec['stride']}" if spec.get("stride", 1) != 1 else ""  # a pool's spec has only stride 1
             words.append(spec["op"].replace("avg_pool", "pool") + str(spec.get("kernel", spec.get("window", "")))
                          + stride)
     runs = [[word, len(list(group))] for word, group in groupby(words)]
