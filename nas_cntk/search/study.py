@@ -82,6 +82,7 @@ class Search:
         train_size = settings.train_size if settings.train_size is not None or sizes is None else sizes[-1]
         data = space.data_settings(train_size, settings.val_size, settings.resolution, data_seed, settings.zca)
         rungs = None if sizes is None else Rungs(data, check_rungs(sizes, data.train_size, option))
+        make_sampler(settings.sampler, space, settings.seed)  # one that cannot search the space fails first
         objectives = parse_objectives(settings.objectives or space.objectives)
         if len(objectives) > 1 and rungs is not None:
             raise NasCntkError(f"{option}: a search of several objectives has no rungs (Optuna prunes only "
