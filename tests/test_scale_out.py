@@ -12,8 +12,8 @@ that take over a failed trial's claim, one); four search processes started at on
 one killed (-9) midway and restarted, finish every trial once (the killed trial failed and run again with
 its choices), score no architecture twice, log one MLflow run per trial, leave nothing running, and the
 database password is in none of their output, MLflow tags and params, or Optuna attributes; a refused
-password is one line, masked. Four workers of one search on SQLite do the same. The example deploy
-files parse, and run what the docs say.
+password is one line, masked, and leaves no store. Four workers of one search on SQLite do the same.
+The example deploy files parse, and run what the docs say.
 """
 from __future__ import annotations
 
@@ -283,13 +283,17 @@ def test_four_workers_at_once_on_postgresql_one_killed_and_restarted(
     assert all("View experiment at" not in text for text in texts)  # MLflow's own lines, between ours
 
 
-def test_a_refused_password_is_one_masked_line(postgres: Postgres, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.integration
+def test_a_refused_password_is_one_masked_line_and_leaves_no_store(
+        postgres: Postgres, cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = postgres.database("refused").replace(PASSWORD, "not-the-password")
-    status = cli.main(["leaderboard", "--storage", url, "--trials-dir", str(tmp_path)])
-    err = capsys.readouterr().err.strip().splitlines()
+    status = cli.main(["search", "--storage", url, *commands.TINY, "--data-dir", str(cifar_dir), "--trials-dir",
+                       str(tmp_path / "trials")])
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "password authentication failed" in err[0], err
-    assert f"Optuna storage {masked(url)}:" in err[0] and "not-the-password" not in err[0]
+    assert f"Optuna storage {masked(url)}:" in err[0] and "not-the-password" not in err[0] + out
+    assert not (tmp_path / "trials").exists()  # no MLflow store, no cache
 
 
 @pytest.mark.integration
