@@ -17,7 +17,8 @@
 #SBATCH --output=nas-cntk-search-%A_%a.out
 set -euo pipefail
 
-# The project with its postgres extra: python3 -m venv ~/nas-cntk && ~/nas-cntk/bin/pip install 'nas-cntk[postgres]'
+# The project with its postgres extra, from a checkout of it:
+#   python3 -m venv ~/nas-cntk && ~/nas-cntk/bin/pip install -e '.[postgres]'
 source "${HOME}/nas-cntk/bin/activate"
 export NAS_CNTK_DATA_DIR="${NAS_CNTK_DATA_DIR:-${HOME}/.cache/nas-cntk}"
 

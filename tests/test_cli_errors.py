@@ -61,5 +61,5 @@ def test_a_missing_postgresql_driver_names_the_package(tmp_path: Path, capsys: p
     status = cli.main(["search", "--storage", "postgresql://nas:hunter2@db/optuna", "--trials-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "postgresql://nas:***@db/optuna" in err[0], err
-    assert "pip install 'psycopg[binary]'" in err[0] and "nas-cntk[postgres]" in err[0]
+    assert "pip install 'psycopg[binary]'" in err[0] and "postgres extra" in err[0]
     assert not any(tmp_path.iterdir())

@@ -64,7 +64,7 @@ def check_database_url(url: str, option: str) -> None:
         dialect.import_dbapi()
     except ImportError as error:
         package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
-        extra = " (or the extra: pip install 'nas-cntk[postgres]')" if package == "psycopg[binary]" else ""
+        extra = " (nas-cntk's postgres extra)" if package == "psycopg[binary]" else ""
         raise NasCntkError(f"{option} {shown}: its database driver {dialect.driver} cannot be imported ({error}); "
                            f"pip install '{package}'{extra}") from None
 
