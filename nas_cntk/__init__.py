@@ -10,23 +10,18 @@ Layers, each importing only those before it (each package's docstring says what 
     trained       checks against trained networks: training, results, correlation, NAS-Bench-201 benchmark
     cli           the ``nas-cntk`` command line
 
-``errors`` (every exception type) and ``checks`` (shared validators) serve all layers.
+``errors`` (every exception type), ``checks`` (shared validators) and ``lazy`` (public names imported
+on first use) serve all layers.
 
 The names below are imported on first use, so that importing any part (the CLI, to print its help)
 does not load torch.
 """
-import importlib
-
 from nas_cntk.errors import ArchitectureError, DataError, KernelError, NasCntkError
+from nas_cntk.lazy import LazyNames
 
-_LAZY = {"Architecture": "nas_cntk.description", "load": "nas_cntk.description", "parse": "nas_cntk.description",
-         "Kernels": "nas_cntk.kernels", "kernel": "nas_cntk.kernels"}
-
-__all__ = ["Architecture", "ArchitectureError", "DataError", "KernelError", "Kernels", "NasCntkError", "kernel",
-           "load", "parse"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas_cntk' has no attribute {name!r}")
+_public = LazyNames(__name__, {
+    "Architecture": "description", "load": "description", "parse": "description",
+    "Kernels": "kernels", "kernel": "kernels",
+})
+__getattr__ = _public
+__all__ = ["ArchitectureError", "DataError", "KernelError", "NasCntkError", *_public.names]

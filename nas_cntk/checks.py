@@ -1,4 +1,5 @@
-"""The checks that settings and descriptions share: whole numbers and non-negative numbers.
+"""The checks that settings and descriptions share: whole numbers, their multiples, non-negative numbers,
+one of a few choices.
 
 Each raises the caller's error type (a :class:`~nas_cntk.errors.NasCntkError`) with one line that
 names the setting, what was expected and what was given. ``bool`` is rejected wherever a number is
@@ -9,6 +10,8 @@ May import: :mod:`nas_cntk.errors`.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Iterable
 from typing import Any
 
 from nas_cntk.errors import NasCntkError
@@ -29,6 +32,22 @@ def integer(value: Any, what: str, minimum: int = 1, *, odd: bool = False,
     """``value`` if it is an integer >= ``minimum`` (and odd, with ``odd``); else ``error``."""
     if not is_integer(value, minimum, odd=odd):
         raise error(f"{what}: expected {'an odd' if odd else 'an'} integer >= {minimum}, got {value!r}")
+    return value
+
+
+def multiple(value: Any, what: str, factor: int, *, why: str = "", error: type[NasCntkError] = NasCntkError) -> int:
+    """``value`` if it is a positive whole multiple of ``factor`` (numpy integers too); else ``error``,
+    with ``why`` (e.g. " (equally many images of every class)") after the expectation."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or value % factor:
+        raise error(f"{what}: expected a positive multiple of {factor}{why}, got {value!r}")
+    return int(value)
+
+
+def one_of(value: Any, choices: Iterable[str], what: str, *, error: type[NasCntkError] = NasCntkError) -> str:
+    """``value`` if it is one of ``choices``; else ``error`` listing them."""
+    choices = tuple(choices)  # a tuple compares by ==, so an unhashable value is refused, not a TypeError
+    if value not in choices:
+        raise error(f"{what}: expected one of {', '.join(choices)}, got {value!r}")
     return value
 
 

@@ -2,6 +2,8 @@
 
 All derive from :class:`NasCntkError`: a problem with the user's input (a description, a space file,
 data, settings, a store) or a result that cannot be trusted. Anything else reaching the CLI is a bug.
+
+May import: nothing.
 """
 
 

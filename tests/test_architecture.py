@@ -95,10 +95,20 @@ def _broken(path, value):
     (["layers", 1, "body"], "relu", r"layers\[1\]\.body: expected a list"),
     (["depth"], 3, r"description: unknown key 'depth'"),
     (["fix_first_and_readout"], "yes", r"fix_first_and_readout: expected true or false"),
+    (["layers", 4], {"op": "dil_conv", "kernel": 3, "dilation": 1}, r"layers\[4\]\.dilation: expected an integer >= 2"),
 ])
 def test_malformed_descriptions_name_the_field(path, value, message):
     with pytest.raises(ArchitectureError, match=message):
         nas_cntk.load(_broken(path, value))
+
+
+def test_a_dilated_conv_is_a_conv_whose_taps_lie_dilation_pixels_apart():
+    arch = nas_cntk.load({"readout": "gap", "layers": [{"op": "conv", "kernel": 3},
+                                                       {"op": "dil_conv", "kernel": 5, "stride": 2}]})
+    assert arch.spec["layers"][1] == {"op": "dil_conv", "kernel": 5, "dilation": 2, "stride": 2,
+                                      "weight_std": math.sqrt(2), "bias_std": 0.0}
+    assert arch.summary() == "conv3 dil_conv5/2 | gap" and arch.depth == 2
+    assert arch.nodes[2].op.taps == (-4, -2, 0, 2, 4)
 
 
 def test_pooling_past_one_pixel_is_refused_for_the_input_size():

@@ -76,7 +76,7 @@ def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
 
 
 def standardise_like_train(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel standardisation with the training set's statistics, written independently of data.py."""
+    """Per-channel standardisation with the training set's statistics, written independently of nas_cntk.data."""
     mean = train.mean(axis=(0, 2, 3), keepdims=True)
     std = train.std(axis=(0, 2, 3), keepdims=True)
     return (train - mean) / std, (other - mean) / std
@@ -349,8 +349,8 @@ def server(tmp_path, monkeypatch):
 
 def serve_archive(monkeypatch, root: Path, url: str, archive_bytes: bytes, md5: str | None = None) -> None:
     (root / "cifar-10-python.tar.gz").write_bytes(archive_bytes)
-    monkeypatch.setattr(data, "CIFAR10_URL", f"{url}/cifar-10-python.tar.gz")
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5 or hashlib.md5(archive_bytes).hexdigest())
+    monkeypatch.setattr(data.files, "CIFAR10_URL", f"{url}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data.files, "CIFAR10_MD5", md5 or hashlib.md5(archive_bytes).hexdigest())
 
 
 def fake_archive(tmp_path: Path) -> tuple[bytes, dict]:
@@ -405,12 +405,12 @@ def test_unreachable_url_says_where_to_put_the_files(tmp_path, monkeypatch):
     with socket.socket() as probe:  # a port that was free a moment ago, and is closed now
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setattr(data, "CIFAR10_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data.files, "CIFAR10_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
     target = tmp_path / "cache"
     with pytest.raises(DataError) as excinfo:
         data.resolve_data_dir(target)
     message = one_line_error(excinfo)
-    assert data.CIFAR10_URL in message and str(target / data.FOLDER) in message
+    assert data.files.CIFAR10_URL in message and str(target / data.FOLDER) in message
     assert "--data-dir" in message and data.DATA_DIR_ENV in message
     assert list(target.iterdir()) == []  # no partial download left behind
 

@@ -6,8 +6,8 @@ empirical NNGP w^2 <h(x), h(x')> / fan_in + b^2 over the readout's input feature
 networks of width 128 must lie within 4 standard errors (estimated from the networks, themselves
 under 5%) plus a bias allowance of 2 / n of the exact kernel, in relative Frobenius norm: on chains,
 pools, `fix`, residuals with dependent branches, a NAS-Bench-201 cell with dependent pooled and
-skipped branches and the benchmark's reduction block. The mistakes this guards against are far
-larger: summing dependent branches as independent, as neural-tangents does, is 50% off on
+skipped branches, the benchmark's reduction block and dilated convs. The mistakes this guards
+against are far larger: summing dependent branches as independent, as neural-tangents does, is 50% off on
 `residual_empty` (var(x + x) = 4 var(x), not 2), a missing Stein factor of 1/2 on
 `residual_relu_on_gaussian` about 25%. A single network's NTK error falls like 1 / sqrt(width).
 """
@@ -23,6 +23,7 @@ WIDTH, NETWORKS = 128, 64
 CONV = {"op": "conv", "kernel": 3}
 RELU = {"op": "relu"}
 POOL = {"op": "avg_pool", "window": 2}
+DILATED = {"op": "dil_conv", "kernel": 3, "dilation": 2}
 
 ARCHITECTURES = {
     "flatten_chain_bias": {"readout": "flatten", "bias_std": 0.1, "layers": [CONV, RELU, CONV, RELU]},
@@ -41,6 +42,9 @@ ARCHITECTURES = {
     "nasbench201_reduction": {"readout": "gap", "layers": [CONV, {
         "op": "residual", "body": [RELU, {"op": "conv", "kernel": 3, "stride": 2}, RELU, CONV],
         "shortcut": [POOL, {"op": "conv", "kernel": 1}]}, RELU]},
+    # Dilated convs (taps 2 pixels apart), 3x3 and 5x5 strided.
+    "dilated_convs": {"readout": "gap", "layers": [CONV, RELU, DILATED, RELU, {**DILATED, "kernel": 5, "stride": 2},
+                                                   RELU]},
 }
 
 

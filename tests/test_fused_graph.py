@@ -2,8 +2,8 @@
 
 Random networks of both search spaces (the default space's residual, pooled, flatten and GAP
 networks; NAS-Bench-201 cells, every one of its five edge ops, one and two cells per stage, 8x8 and
-16x16), strided convs and the `fix` variant: in float32 within 1e-5 of the plain float64 path, and
-in float64 within 1e-10 of it. Each batch includes an image paired with itself, where the ReLU
+16x16), strided and dilated convs and the `fix` variant: in float32 within 1e-5 of the plain
+float64 path, and in float64 within 1e-10 of it. Each batch includes an image paired with itself, where the ReLU
 angles are exactly 0 only if the variances are repeated bit for bit. `nas_cntk.kernel` takes the
 graph kernel on the CPU for every network that is not a chain.
 """
@@ -21,8 +21,8 @@ import nas_cntk
 from nas_cntk.description import nasbench201, nasbench201_network
 from nas_cntk.errors import InvalidCandidate
 from nas_cntk.kernels import plan
-from nas_cntk.kernels.fused import graph_cpu, graph_cuda
 from nas_cntk.kernels.fused.graph import GraphPairs
+from nas_cntk.kernels.fused.graph import cpu as graph_cpu
 from nas_cntk.search import load_space
 from nas_cntk.search.space import check_candidate
 
@@ -65,9 +65,14 @@ def graph_kernel(arch, x1: torch.Tensor, x2: torch.Tensor, interpreter) -> tuple
 def check(arch, size: int, seed: int, backend: str = "cpu") -> None:
     """The graph kernel against the plain path in float64 on the CPU: 2 x 3 pairs on the CPU
     interpreter, in float32 and float64; 1 x 2 on Triton (float32), whose interpreter is slow."""
-    interpreter, device, dtypes, count = {
-        "cpu": (graph_cpu.Interpreter, "cpu", ((torch.float32, 1e-5), (torch.float64, 1e-10)), 2),
-        "triton": (graph_cuda.Interpreter, DEVICE, ((torch.float32, 1e-5),), 1)}[backend]
+    if backend == "cpu":
+        interpreter, device, count = graph_cpu.Interpreter, "cpu", 2
+        dtypes = ((torch.float32, 1e-5), (torch.float64, 1e-10))
+    else:
+        pytest.importorskip("triton")  # the gpu extra
+        from nas_cntk.kernels.fused.graph import cuda as graph_cuda
+
+        interpreter, device, dtypes, count = graph_cuda.Interpreter, DEVICE, ((torch.float32, 1e-5),), 1
     x1, x2 = images(count, seed, size), images(count, seed + 1, size)
     x2 = torch.cat([x2, x1[-1:]])  # an image with itself
     want = nas_cntk.kernel(arch, x1, x2, dtype=torch.float64, fused=False, torch_compile=False)
@@ -106,15 +111,30 @@ def test_strided_convs_flatten_and_the_fix_variant() -> None:
     check(strided_flatten_fix_network(), 8, 11)
 
 
+def dilated_network() -> nas_cntk.Architecture:
+    """Dilated convs where a conv may stand: in a chain, on a residual branch, before a pool, strided."""
+    dilated = {"op": "dil_conv", "kernel": 3, "dilation": 2}
+    return nas_cntk.load({"readout": "flatten", "bias_std": 0.1, "layers": [
+        {"op": "conv", "kernel": 3}, {"op": "relu"}, dilated,
+        {"op": "residual", "body": [{"op": "relu"}, {**dilated, "kernel": 5}]}, {"op": "avg_pool", "window": 2},
+        {"op": "relu"}, {**dilated, "stride": 2}, {"op": "relu"}]})
+
+
+def test_dilated_convs() -> None:
+    check(dilated_network(), 8, 13)
+
+
 EVERY_OP_CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 
 
-@pytest.mark.parametrize("network", ["every NAS-Bench-201 op, 4x4", "default space, 8x8", "strided, flatten, fix"])
+@pytest.mark.parametrize("network", ["every NAS-Bench-201 op, 4x4", "default space, 8x8", "strided, flatten, fix",
+                                     "dilated, 8x8"])
 def test_triton_graph_kernel(network: str) -> None:
     """Every instruction of the Triton interpreter (in Triton's interpreter where there is no GPU)."""
     arch, size = {"every NAS-Bench-201 op, 4x4": (nasbench201_network(EVERY_OP_CELL, 1), 4),
                   "default space, 8x8": (default_space_networks(8, 8)[0], 8),
-                  "strided, flatten, fix": (strided_flatten_fix_network(), 8)}[network]
+                  "strided, flatten, fix": (strided_flatten_fix_network(), 8),
+                  "dilated, 8x8": (dilated_network(), 8)}[network]
     check(arch, size, 5, "triton")
 
 

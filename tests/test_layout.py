@@ -1,13 +1,15 @@
 """The package's layers import only downward, as each package's docstring declares.
 
 Every ``nas_cntk`` package (and top-level module but the CLI and the package root) says in its
-docstring which other parts it may import ("May import: ..."); this reads every import statement
-in the tree, module level and inside functions, and checks it against that list. It also keeps the
-top level small and every exception type in ``nas_cntk.errors``.
+docstring which other parts it may import ("May import: ...", or "May import: nothing."); this reads
+every import statement in the tree, module level and inside functions, and checks it against that
+list. It also keeps the top level small, every exception type in ``nas_cntk.errors``, and every
+name a package's face lists (``__all__``, imported on first use) defined where it points.
 """
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -44,13 +46,13 @@ def imported(path: Path) -> set[str]:
     return found
 
 
-def declared(part_name: str) -> set[str]:
-    """The parts a package or top-level module says it may import."""
+def declared(part_name: str) -> set[str] | None:
+    """The parts a package or top-level module says it may import (None: it does not say)."""
     path = ROOT / part_name / "__init__.py" if (ROOT / part_name).is_dir() else ROOT / f"{part_name}.py"
     docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
     match = re.search(r"May import:(.*?)(?:\n\n|$)", docstring, re.S)
     if match is None:
-        return set()
+        return None
     return {part(name) for name in re.findall(r":mod:`(nas_cntk[\w.]*)`", match[1])}
 
 
@@ -59,8 +61,8 @@ PARTS = sorted({part(module_name(p)) for p in ROOT.rglob("*.py")} - UNLAYERED)
 
 @pytest.mark.parametrize("part_name", PARTS)
 def test_each_part_imports_only_what_its_docstring_declares(part_name: str) -> None:
+    assert declared(part_name) is not None, f"{part_name}: no 'May import:' line in its docstring"
     allowed = declared(part_name) | {part_name}
-    assert declared(part_name) or part_name == "errors", f"{part_name}: no 'May import:' line in its docstring"
     module = ROOT / f"{part_name}.py"
     for path in [module] if module.exists() else sorted((ROOT / part_name).rglob("*.py")):
         for name in imported(path):
@@ -89,3 +91,10 @@ def test_the_top_level_is_small_and_the_errors_live_in_one_module() -> None:
                     bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
                     assert not bases & {"Exception", "NasCntkError", "ArchitectureError", "DataError", "KernelError"}, \
                         f"{path.relative_to(ROOT)}: exception {node.name} outside nas_cntk/errors.py"
+
+
+@pytest.mark.parametrize("package", sorted(module_name(p) for p in ROOT.rglob("__init__.py")))
+def test_every_public_name_of_a_package_resolves(package: str) -> None:
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"

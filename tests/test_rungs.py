@@ -77,7 +77,7 @@ def test_each_rung_equals_the_kernel_computed_whole_and_a_kept_store_computes_no
     assert again.score(2).metrics() == result.metrics()
 
 
-@pytest.mark.parametrize("sizes, message", [((10, 25, 40), "multiples of 10"), ((20, 10, 40), "ascending"),
+@pytest.mark.parametrize("sizes, message", [((10, 25, 40), "multiple of 10"), ((20, 10, 40), "ascending"),
                                             ((10, 20), "the last rung is the search's data, 40 training images")])
 def test_bad_rungs_are_named(sizes: tuple[int, ...], message: str) -> None:
     with pytest.raises(NasCntkError, match=message):
@@ -86,8 +86,8 @@ def test_bad_rungs_are_named(sizes: tuple[int, ...], message: str) -> None:
 
 def search(trials_dir: Path, study: str, pruner: str) -> optuna.Study:
     """A search of the cell space with three rungs, in this process (a console script adds only imports)."""
-    assert cli.main(["search", "--space", "nasbench201", "--trials", "8", *RUNG_OPTIONS, "--pruner", pruner,
-                     "--study", study, "--trials-dir", str(trials_dir)]) == 0
+    assert cli.main(["search", "--space", "nasbench201", "--objective", "cntk_alignment", "--trials", "8",
+                     *RUNG_OPTIONS, "--pruner", pruner, "--study", study, "--trials-dir", str(trials_dir)]) == 0
     return optuna.load_study(study_name=study, storage=f"sqlite:///{trials_dir / 'optuna.db'}")
 
 
@@ -110,7 +110,7 @@ def test_a_search_with_rungs_prunes_on_them_and_ranks_by_rung(cifar_dir: Path, t
         assert t.user_attrs["cntk_alignment"] == pytest.approx(t.intermediate_values[[20, 40, 80][rung]])
     board = leaderboard(study)
     assert list(board["rung"]) == sorted(board["rung"], reverse=True) and len(board) == len(scored)
-    assert board["score"].iloc[0] == max(t.value for t in complete)
+    assert board["cntk_alignment"].iloc[0] == max(t.value for t in complete)
     client = MlflowClient(f"sqlite:///{trials_dir / 'mlflow.db'}")
     run = client.get_run(stopped[0].user_attrs["mlflow_run_id"])
     history = client.get_metric_history(run.info.run_id, "cntk_alignment_by_rung")

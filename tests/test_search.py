@@ -1,10 +1,12 @@
 """`nas-cntk search` end to end: real CIFAR-10, SQLite Optuna and MLflow stores, an MLflow server.
 
-Every trial has its MLflow run (params, metrics, tags, the architecture artifact), lasting as long
-as the trial, and trial and run point at each other; the search run holds each trial's scores at
-the trial's step; the experiment opens in MLflow's training view; `nas-cntk ui` serves them over
-MLflow's REST API and, in headless Chromium, shows the trials with their score columns and the
-search's charts (the screenshots in docs/ are taken here); leaderboard and export read the study,
+Every trial has its MLflow run (params, metrics, tags, the architecture artifact, its scores at the
+trial's number as the step), lasting as long as the trial, and trial and run point at each other;
+the search run holds each trial's scores at the trial's step; the experiment opens in MLflow's
+training view; `nas-cntk ui` prints the study's runs page first and serves them over MLflow's REST
+API and, in headless Chromium, shows the trials (not the search run) with their score columns, a
+chart view that plots them against the step, and the search's charts (the screenshots in docs/ are
+taken here with `--screenshots docs`); leaderboard and export read the study,
 and the exported file runs without nas_cntk; a search killed with kill -9 mid-trial, resumed with no
 trial left to run, fails the dead trial by its stale heartbeat and reruns it with the same choices; a
 resumed search proposes no architecture it has scored; Ctrl-C is one line, keeps the finished trials,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,8 +55,6 @@ from nas_cntk.search.leaderboard import leaderboard
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import open_storage
 from nas_cntk.search.study import EXHAUSTED_AFTER
-
-DOCS = Path(__file__).resolve().parents[1] / "docs"  # the browser test's screenshots, shown in docs/search.md
 
 
 def stores(trials_dir: Path) -> tuple[str, str]:
@@ -108,6 +109,10 @@ def test_search_records_every_trial_in_optuna_and_mlflow(searched) -> None:
     assert best[trials[-1].number] == study.best_value and list(best.values()) == sorted(best.values())
     by_run = {r.info.run_id: r for r in runs if r.data.tags.get("search_run_id") == parent.info.run_id}
     assert len(by_run) == 4 and not any("mlflow.parentRunId" in r.data.tags for r in runs)  # listed, not nested
+    # The runs page's shared view shows the trials' runs alone: its filter selects exactly them.
+    view = json.loads(experiment.tags["mlflow.sharedViewState.trials"])
+    filtered = client.search_runs([experiment.experiment_id], filter_string=view["searchFilter"])
+    assert sorted(r.info.run_id for r in filtered) == sorted(by_run)
     for trial in trials:
         run = by_run[trial.user_attrs["mlflow_run_id"]]  # the trial finds its run ...
         assert run.data.tags["trial_number"] == str(trial.number)  # ... and the run its trial
@@ -118,6 +123,9 @@ def test_search_records_every_trial_in_optuna_and_mlflow(searched) -> None:
         assert run.data.tags["arch_hash"] == trial.user_attrs["arch_hash"]
         assert run.data.metrics["cntk_val_accuracy"] == trial.value
         assert run.data.metrics["nngp_val_accuracy"] == trial.user_attrs["nngp_val_accuracy"]
+        # At the trial's number as the step: the runs page's chart view plots each trial there.
+        history = client.get_metric_history(run.info.run_id, "cntk_val_accuracy")
+        assert [(m.step, m.value) for m in history] == [(trial.number, trial.value)]
         assert {"cntk_ridge", "kernel_seconds", "pairs_per_second"} <= set(run.data.metrics)
         assert run.data.params["readout"] == trial.params["readout"] and run.data.params["train_size"] == "20"
         assert run.data.tags["device"] == "cpu"
@@ -141,7 +149,7 @@ def chromium(*args: str) -> str:
 
 
 @pytest.mark.integration
-def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None:
+def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched, screenshots: Path) -> None:
     trials_dir, _ = searched
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("nas-cntk")), "ui", "--trials-dir", str(trials_dir),
@@ -149,10 +157,11 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None
                               start_new_session=True)  # its own process group: the server's workers stop with it
     base = f"http://127.0.0.1:{port}"
     try:
-        assert server.stdout.readline().startswith("MLflow UI on ")
-        page = server.stdout.readline().strip()  # the study's runs page, as `nas-cntk ui` prints it
+        page = server.stdout.readline().strip()  # the study's runs page, first: the bare address is GenAI's home
         assert page.startswith(f"small: {base}/#/experiments/")
         assert page.endswith("runs?viewStateShareKey=trials&workflowType=machine_learning")
+        line = server.stdout.readline()
+        assert line.startswith("MLflow UI on sqlite:///") and f": {base} " in line
         runs_page = page.removeprefix("small: ")
         wait_for_server(server, base)
 
@@ -174,19 +183,27 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched) -> None
         artifacts = api(f"artifacts/list?run_id={trial_runs[0]['info']['run_id']}")["files"]
         assert [a["path"] for a in artifacts] == ["architecture.json"]
 
-        # The runs page in a browser: the model-training layout (no GenAI menu), every trial, the score columns.
+        # The runs page in a browser: the model-training layout (no GenAI menu), every trial and not the search
+        # run, the score columns.
         dom = chromium("--dump-dom", runs_page)
         assert "Model registry" in dom and "Evaluation runs" not in dom
         for text in ("trial 0", "trial 1", "trial 2", "trial 3", "cntk_val_accuracy", "nngp_val_accuracy",
-                     "best_cntk_val_accuracy", "network"):
+                     "kernel_seconds", "network", "tags.trial_number IS NOT NULL"):
             assert text in dom, text
-        chromium(f"--screenshot={DOCS / 'mlflow-runs.png'}", runs_page)
+        search_run = next(run for run in runs if run["info"]["run_id"] == searches[0])
+        assert search_run["info"]["run_name"] not in dom
+        chromium(f"--screenshot={screenshots / 'mlflow-runs.png'}", runs_page)
+        # Its chart view: line charts against the step, which runs to the last trial's number (at step 0 alone,
+        # the UI draws bar charts, one bar per run, with no step axis).
+        dom = chromium("--dump-dom", f"{runs_page}&compareRunsMode=CHART")
+        assert 'class="xtitle"' in dom and 'data-unformatted="Step"' in dom
+        assert re.search(r'class="xtick"><text[^>]*data-unformatted="3"', dom)
         # The search run's charts: the scores of each trial against its number, the optimisation history.
         charts = (f"{base}/#/experiments/{experiment['experiment_id']}/runs/{searches[0]}/model-metrics"
                   "?workflowType=machine_learning")
         dom = chromium("--dump-dom", charts)
         assert "best_cntk_val_accuracy" in dom and "Step" in dom
-        chromium(f"--screenshot={DOCS / 'mlflow-charts.png'}", charts)
+        chromium(f"--screenshot={screenshots / 'mlflow-charts.png'}", charts)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -266,7 +283,7 @@ def test_the_objective_is_any_recorded_score_and_a_study_keeps_its_own(cifar_dir
     assert all(t.value == -t.user_attrs["cntk_loo_sq_error"] and set(SCORE_NAMES) <= set(t.user_attrs)
                for t in complete)
     table = leaderboard(study)
-    assert table.attrs["objective"] == "cntk_loo_sq_error" and table["score"].is_monotonic_increasing
+    assert table.attrs["objectives"] == ["cntk_loo_sq_error"] and table["cntk_loo_sq_error"].is_monotonic_increasing
     lines = result.stdout.splitlines()
     assert "cntk_loo_sq_error" in lines[lines.index("top five of 3 finished trials:") + 1]  # the table's header
     line = one_error_line(nas_cntk_command(*common, "--trials", "4", "--study", name, "--objective",
@@ -369,7 +386,7 @@ def test_ctrl_c_is_one_line_keeps_the_finished_trials_kills_the_open_runs_and_re
 
 def test_bad_data_settings_fail_before_anything_is_created(tmp_path: Path) -> None:
     result = nas_cntk_command("search", "--train-size", "0", "--trials-dir", str(tmp_path / "trials"))
-    assert "training size 0 is not a positive multiple of 10" in one_error_line(result)
+    assert "training size: expected a positive multiple of 10" in one_error_line(result)
     assert result.stdout == "" and not (tmp_path / "trials").exists()  # no header, no study, no experiment
 
 

@@ -87,7 +87,7 @@ def test_pooling_below_one_pixel_is_an_invalid_candidate(tmp_path: Path):
     ("stages: [1\n", "not valid YAML"),
     ("architectures: [missing.json]\n", "architectures[0]:"),
     ("stages: 1\nlayers: 1\nkernel: 3\nreadout: gap\nobjective: accuracy\n",
-     "objective: expected one of cntk_val_accuracy, "),
+     "objective: unknown score or cost 'accuracy'"),
 ])
 def test_malformed_space_names_file_and_key(tmp_path: Path, text: str, message: str):
     path = space_file(tmp_path, text)
@@ -190,12 +190,13 @@ def test_data_fidelity_is_not_part_of_the_digest_but_cells_per_stage_is(tmp_path
 def test_a_space_names_its_default_objective_outside_its_digest(tmp_path: Path):
     plain = load_space(space_file(tmp_path, NB201_SPACE))
     named = load_space(space_file(tmp_path, NB201_SPACE + "objective: cntk_loo_sq_error\n"))
-    assert (plain.objective, named.objective) == ("cntk_val_accuracy", "cntk_loo_sq_error")
+    assert (plain.objectives, named.objectives) == (("cntk_val_accuracy",), ("cntk_loo_sq_error",))
     assert named.digest == plain.digest  # the study checks its objective itself
 
 
 @pytest.mark.parametrize("text, message", [
     (NB201_SPACE.replace("nasbench201", "darts"), "cell: expected one of nasbench201, got 'darts'"),
+    (NB201_SPACE.replace("cell: nasbench201", "cell: [nasbench201]"), "cell: expected one of nasbench201, got ['"),
     (NB201_SPACE.replace("skip_connect", "max_pool_3x3"), "ops[2]: expected one of none, skip_connect"),
     (NB201_SPACE.replace("skip_connect", "none"), "ops: 'none' is listed twice"),
     (NB201_SPACE + "layers: 1\n", "layers: unknown key in a cell space"),

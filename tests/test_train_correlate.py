@@ -73,6 +73,9 @@ def test_a_trained_result_lands_in_its_trials_mlflow_run(study_dir: Path) -> Non
         metrics = run.data.metrics
         assert metrics[f"trained.{label}.test_accuracy"] == pytest.approx(result["test_accuracy"])
         assert metrics["cntk_val_accuracy"] == pytest.approx(trial.value)  # side by side with the kernel score
+        # ... at the trial's number, as its kernel scores are: the runs page's charts plot the trial there.
+        assert [m.step for m in client.get_metric_history(run.info.run_id, f"trained.{label}.test_accuracy")] \
+            == [trial.number]
         assert run.data.params[f"trained.{label}.epochs"] == "2"
         curve = client.get_metric_history(run.info.run_id, f"trained.{label}.train_loss")
         assert [m.step for m in curve] == [1, 2]
@@ -85,6 +88,7 @@ def test_a_trained_result_lands_in_its_trials_mlflow_run(study_dir: Path) -> Non
     assert kernel_at == pytest.approx({t.number: t.value for t in study.trials})
     view = json.loads(experiment.tags["mlflow.sharedViewState.trials"])  # the runs page shows the trained column
     assert f"metrics.`trained.{label}.test_accuracy`" in view["selectedColumns"]
+    assert view["searchFilter"] == "tags.trial_number IS NOT NULL"  # still the trials alone
 
 
 @pytest.mark.integration
@@ -98,7 +102,7 @@ def test_training_again_adds_a_labelled_result_and_skips_what_is_done(study_dir:
     sample = nas_cntk_command("train", "--sample", "2", *TRAIN, "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert sample.returncode == 0, sample.stderr
     assert "0 network(s) to train, 2 already trained" in sample.stdout
-    other = nas_cntk_command("train", "--trials", "0,2", *TRAIN[:2], "--epochs", "1", *TRAIN[4:],
+    other = nas_cntk_command("train", "--trial-numbers", "0,2", *TRAIN[:2], "--epochs", "1", *TRAIN[4:],
                              "--trials-dir", str(study_dir), data_dir=cifar_dir)
     assert other.returncode == 0, other.stderr
     after = trained.results(load(study_dir))
@@ -167,8 +171,8 @@ def test_correlate_takes_an_external_table(study_dir: Path, tmp_path: Path) -> N
 
 @pytest.mark.integration
 @pytest.mark.parametrize("args, message", [
-    (["train", "--trials", "0,99"], "trial 99 of study 'four' has no kernel score (not in the study)"),
-    (["train", "--trials", "0,x"], "--trials '0,x': expected trial numbers"),
+    (["train", "--trial-numbers", "0,99"], "trial 99 of study 'four' has no kernel score (not in the study)"),
+    (["train", "--trial-numbers", "0,x"], "--trial-numbers '0,x': expected trial numbers"),
     (["train", "--lr", "-1"], "--lr: expected a finite number > 0"),
     (["correlate", "--label", "nope"], "--label 'nope': no trained results under it"),
     (["correlate", "--trained-csv", "missing.csv"], "--trained-csv missing.csv: cannot read it"),

@@ -30,6 +30,7 @@ import torch
 import yaml
 from torch import nn
 
+from nas_cntk import checks
 from nas_cntk.description import nasbench201
 from nas_cntk.description.ops import OPS, Conv, Identity, Kind, Op, Readout, Zero
 from nas_cntk.description.ops.base import check_keys, std
@@ -116,7 +117,8 @@ class Architecture:
         """The finite network at a given width, in the parameterisation the kernel describes.
 
         ``batch_norm`` puts a BatchNorm2d after every conv, as NAS-Bench-201 trains its networks;
-        the kernel is that of the network without it (batch norm has no infinite-width limit here).
+        the kernel is that of the network without it (batch norm's infinite-width limit couples the
+        images of a batch, so no kernel of image pairs gives it).
         """
         return GraphNetwork(self, width, in_channels, outputs, input_size, batch_norm)
 
@@ -155,8 +157,7 @@ def parse(description: Mapping[str, Any]) -> Architecture:
     defaults = {"weight_std": std(description, "weight_std", "weight_std", DEFAULT_WEIGHT_STD),
                 "bias_std": std(description, "bias_std", "bias_std", 0.0)}
     readout = description.get("readout")
-    if readout not in READOUTS:
-        raise ArchitectureError(f"readout: expected one of {', '.join(READOUTS)}, got {readout!r}")
+    checks.one_of(readout, READOUTS, "readout", error=ArchitectureError)
     fix = description.get("fix_first_and_readout", False)
     if not isinstance(fix, bool):
         raise ArchitectureError(f"fix_first_and_readout: expected true or false, got {fix!r}")
@@ -208,7 +209,8 @@ def load(source: str | Path | Mapping[str, Any]) -> Architecture:
                                                path.stem)
 
 
-def nasbench201_network(genotype: str | nasbench201.Genotype, cells_per_stage: int = 5) -> Architecture:
+def nasbench201_network(genotype: str | nasbench201.Genotype,
+                        cells_per_stage: int = nasbench201.TRAINED_CELLS_PER_STAGE) -> Architecture:
     """The NAS-Bench-201 macro network around ``genotype``, named by the genotype in the benchmark's spelling."""
     parsed = genotype if isinstance(genotype, tuple) else nasbench201.parse_genotype(genotype)
     text = nasbench201.genotype_string(parsed)
@@ -294,7 +296,7 @@ def _summary(layers: list[dict]) -> str:
             shortcut = f"{_summary(spec['shortcut'])} + " if "shortcut" in spec else ""
             words.append(f"[{shortcut}{_summary(spec['body'])}]")
         else:
-            stride = f"/{spec['stride']}" if spec.get("stride", 1) != 1 and spec["op"] == "conv" else ""
+            stride = f"/{spec['stride']}" if spec.get("stride", 1) != 1 else ""  # a pool's spec has only stride 1
             words.append(spec["op"].replace("avg_pool", "pool") + str(spec.get("kernel", spec.get("window", "")))
                          + stride)
     runs = [[word, len(list(group))] for word, group in groupby(words)]

@@ -13,11 +13,23 @@ masks in :meth:`Grid.box_filter` take care of.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """A linear map of pair tensors along one axis of the (shift, position) plane, as the entries of a
+    sparse matrix: the form the fused kernels apply every linear rule in (:mod:`nas_cntk.kernels.fused`).
+    Maps with equal keys are equal, so a program holds each once."""
+
+    key: tuple
+    entries: Callable[[], tuple[int, list[int], list[int], list[float]]] = field(compare=False, repr=False)
+    """(rows, then the row, column and value of each entry), built when a program first needs them."""
 
 
 @dataclass(frozen=True)
@@ -78,21 +90,28 @@ class Grid:
         return t.index_select(1, rows).index_select(2, cols)
 
     # --- linear maps of the feature maps, applied to both images -------------------------------
-    def box_filter(self, t: torch.Tensor, kernel: int) -> torch.Tensor:
-        """``sum_a t[p + a, p' + a]`` over the k x k offsets ``a``, zero outside either image."""
-        r = kernel // 2
-        if r == 0:
+    def box_filter(self, t: torch.Tensor, taps: tuple[int, ...]) -> torch.Tensor:
+        """``sum_a t[p + a, p' + a]`` over the offsets ``a`` of a conv's taps on each axis (symmetric,
+        0 among them), zero outside either image."""
+        reach = max(taps)
+        if reach == 0:
             return t
         for dim, shifts, size in ((-2, self.rows, self.height), (-1, self.cols, self.width)):
-            masks = _seam_masks(shifts, size, r, t.device, t.dtype)  # (2r+1, S, size)
+            masks = _seam_masks(shifts, size, taps, t.device, t.dtype)  # (len(taps), S, size)
             view = (1, -1, 1, size, 1) if dim == -2 else (1, 1, -1, 1, size)
-            padded = F.pad(t, (0, 0, r, r) if dim == -2 else (r, r))
+            padded = F.pad(t, (0, 0, reach, reach) if dim == -2 else (reach, reach))
             out = t.clone()
-            for k, offset in enumerate(range(-r, r + 1)):
+            for k, offset in enumerate(taps):
                 if offset:
-                    out.addcmul_(padded.narrow(dim, r + offset, size), masks[k].view(view))
+                    out.addcmul_(padded.narrow(dim, reach + offset, size), masks[k].view(view))
             t = out
         return t
+
+    def box_axes(self, taps: tuple[int, ...]) -> tuple[AxisMap | None, AxisMap | None]:
+        """:meth:`box_filter` as one sparse map per axis (None: the identity, a 1 x 1 filter)."""
+        if max(taps) == 0:
+            return None, None
+        return _box_axis(self.rows, self.height, taps), _box_axis(self.cols, self.width, taps)
 
     def pool_input(self, window: int, height: int, width: int) -> Grid:
         """The shifts an average pool's input must hold so that this (output) grid can be computed."""
@@ -118,6 +137,23 @@ class Grid:
                     total = total + rows.index_select(dim, torch.tensor(src, device=t.device))
             t = total / window**2
         return t
+
+    def average_pool_axes(self, window: int, out: Grid) -> tuple[AxisMap, AxisMap]:
+        """:meth:`average_pool` as one sparse map per axis."""
+        def axis(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, size_out: int) -> AxisMap:
+            def entries() -> tuple[int, list[int], list[int], list[float]]:
+                rows, cols, values = [], [], []
+                for k, s in enumerate(shifts_out):
+                    for i in range(size_out):
+                        for a in range(window):
+                            for a2 in range(window):
+                                rows.append(k * size_out + i)
+                                cols.append(shifts_in.index((window * s + a2 - a) % size) * size + window * i + a)
+                                values.append(1 / window**2)
+                return len(shifts_out) * size_out, rows, cols, values
+            return AxisMap(("average pool", window, shifts_in, shifts_out, size), entries)
+
+        return axis(self.rows, out.rows, self.height, out.height), axis(self.cols, out.cols, self.width, out.width)
 
     def subsample_input(self, stride: int, height: int, width: int) -> Grid:
         """The shifts a stride's input must hold: output shift s is input shift ``stride * s``."""
@@ -163,6 +199,15 @@ class Grid:
             t = product.permute(*sorted(range(5), key=order.__getitem__))
         return t.contiguous()
 
+    def window_average_axes(self, radius: int, out: Grid, first: bool = True,
+                            second: bool = True) -> tuple[AxisMap, AxisMap]:
+        """:meth:`window_average` as one sparse map per axis."""
+        def axis(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int) -> AxisMap:
+            return AxisMap(("window average", radius, first, second, shifts_in, shifts_out, size), lambda: (
+                len(shifts_out) * size, *window_entries(shifts_in, shifts_out, size, radius, first, second)))
+
+        return axis(self.rows, out.rows, self.height), axis(self.cols, out.cols, self.width)
+
 
 def window_entries(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size: int, radius: int, first: bool,
                    second: bool) -> tuple[list[int], list[int], list[float]]:
@@ -193,14 +238,32 @@ def _window_matrix(shifts_in: tuple[int, ...], shifts_out: tuple[int, ...], size
                                    check_invariants=True).coalesce()
 
 
-def _seam_masks(shifts: tuple[int, ...], size: int, radius: int, device: torch.device,
+def _inside(i: int, j: int, size: int, seam: int) -> bool:
+    """Whether moving pixel i of an entry to j, across a shift whose seam lies at ``seam``, keeps both
+    pixels of the entry inside the image (entries at i >= seam have wrapped)."""
+    return 0 <= j < size and (j < seam) == (i < seam)
+
+
+def _seam_masks(shifts: tuple[int, ...], size: int, taps: tuple[int, ...], device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
-    """1 where moving an entry by ``offset`` keeps both pixels inside the image, for each offset.
+    """1 where moving an entry by a tap's offset keeps both pixels inside the image, for each tap.
 
     Built from Python lists: a constant to torch.compile, with no comparisons for it to trace.
     """
-    def inside(i: int, j: int, seam: int) -> float:
-        return float(0 <= j < size and (j < seam) == (i < seam))  # entries at i >= seam have wrapped
+    return torch.tensor([[[float(_inside(i, i + offset, size, size - s)) for i in range(size)] for s in shifts]
+                         for offset in taps], dtype=dtype, device=device)
 
-    return torch.tensor([[[inside(i, i + offset, size - s) for i in range(size)] for s in shifts]
-                         for offset in range(-radius, radius + 1)], dtype=dtype, device=device)
+
+def _box_axis(shifts: tuple[int, ...], size: int, taps: tuple[int, ...]) -> AxisMap:
+    """The box filter on one axis: entry (s, i) sums the entries (s, i + a) inside the image."""
+    def entries() -> tuple[int, list[int], list[int], list[float]]:
+        rows, cols, values = [], [], []
+        for k, s in enumerate(shifts):
+            for i in range(size):
+                for a in taps:
+                    if _inside(i, i + a, size, size - s):
+                        rows.append(k * size + i)
+                        cols.append(k * size + i + a)
+                        values.append(1.0)
+        return len(shifts) * size, rows, cols, values
+    return AxisMap(("box", shifts, size, taps), entries)

@@ -6,7 +6,9 @@ lists, for cell nodes 1, 2 and 3 in turn, one ``op~i`` per earlier node i: node 
 applied to nodes 0..j-1, node 0 is the cell's input and node 3 its output. The macro network is
 the benchmark's: a 3x3 stem conv, three stages of N cells at full, half and quarter resolution
 with a residual reduction block between stages, a ReLU, global average pooling and a dense
-output. In the infinite-width limit batch norm drops out, so ``nor_conv_kxk`` is ReLU then conv.
+output. ``nor_conv_kxk`` is ReLU then conv, without the benchmark's batch norm: batch norm's
+infinite-width limit couples the images of a batch (Yang et al., ICLR 2019, "A Mean Field Theory of
+Batch Normalization"), so no kernel of image pairs gives it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from nas_cntk import checks
 from nas_cntk.errors import ArchitectureError
 
 NODES = 4  # per cell, the input included
+STAGES = 3  # of cells, at full, half and quarter resolution
 EDGE_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 # What each edge op is in a description; an empty list is the identity, None is no edge.
@@ -28,6 +31,14 @@ EDGE_LAYERS: dict[str, list[dict[str, Any]] | None] = {
 }
 
 Genotype = tuple[tuple[str, ...], ...]  # node j's incoming ops, from nodes 0..j-1, for j = 1, 2, 3
+
+# The benchmark's trained network: a 3x3 stem conv on 32 x 32 RGB images to 16 channels, channels
+# doubling and the side halving at each of the two reductions, 5 cells per stage, 10 classes.
+TRAINED_IN_CHANNELS = 3
+TRAINED_STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, image side) per stage
+TRAINED_CELLS_PER_STAGE = 5
+TRAINED_CLASSES = 10
+BATCH_NORM_PARAMETERS = 2  # per channel: a scale and a shift
 
 
 def parse_genotype(text: Any, path: str = "genotype") -> Genotype:
@@ -69,7 +80,7 @@ def connected(genotype: Genotype) -> bool:
     return NODES - 1 in reached
 
 
-def description(genotype: str | Genotype, cells_per_stage: int = 5) -> dict[str, Any]:
+def description(genotype: str | Genotype, cells_per_stage: int = TRAINED_CELLS_PER_STAGE) -> dict[str, Any]:
     """The benchmark's macro network around one cell genotype, as an architecture description."""
     checks.integer(cells_per_stage, "cells_per_stage", error=ArchitectureError)
     text = genotype if isinstance(genotype, str) else genotype_string(genotype)
@@ -78,15 +89,21 @@ def description(genotype: str | Genotype, cells_per_stage: int = 5) -> dict[str,
     # ResNet basic block with stride 2: relu-conv(stride 2)-relu-conv, shortcut 2x2 pool then 1x1 conv.
     reduction = {"op": "residual", "body": [relu, {"op": "conv", "kernel": 3, "stride": 2}, relu, conv3],
                  "shortcut": [{"op": "avg_pool", "window": 2}, {"op": "conv", "kernel": 1}]}
-    stages = [[cell] * cells_per_stage for _ in range(3)]
+    stages = [[cell] * cells_per_stage for _ in range(STAGES)]
     layers = [conv3, *stages[0], reduction, *stages[1], reduction, *stages[2], relu]
     return {"readout": "gap", "layers": layers}
 
 
-# The benchmark's trained network: a 16-channel stem at 32 x 32, channels doubling at each of the two
-# reductions, 5 cells per stage, 10 classes.
-TRAINED_STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, image side) per stage
-TRAINED_CELLS_PER_STAGE = 5
+def _conv(kernel: int, channels_in: int, channels_out: int, pixels: int, *,
+          batch_norm: bool = True) -> tuple[int, int]:
+    """(FLOPs, parameters) of a bias-free ``kernel`` x ``kernel`` conv, and the batch norm after it."""
+    weights = kernel * kernel * channels_in * channels_out
+    return weights * pixels, weights + (BATCH_NORM_PARAMETERS * channels_out if batch_norm else 0)
+
+
+def _pool(window: int, channels: int, pixels: int) -> tuple[int, int]:
+    """(FLOPs, parameters) of average pooling: a window sum per output."""
+    return window * window * channels * pixels, 0
 
 
 def trained_network_cost(genotype: str | Genotype) -> tuple[int, int]:
@@ -97,20 +114,19 @@ def trained_network_cost(genotype: str | Genotype) -> tuple[int, int]:
     if isinstance(genotype, str):
         genotype = parse_genotype(genotype)
     ops = [op for node in genotype for op in node]
-    stem = 16
-    flops, parameters = 9 * 3 * stem * 32 * 32, 9 * 3 * stem + 2 * stem
+    stem, side = TRAINED_STAGES[0]
+    costs = [_conv(3, TRAINED_IN_CHANNELS, stem, side * side)]
     for stage, (channels, side) in enumerate(TRAINED_STAGES):
         pixels = side * side
-        per_cell_flops = sum({"nor_conv_3x3": 9 * channels**2 * pixels, "nor_conv_1x1": channels**2 * pixels,
-                              "avg_pool_3x3": 9 * channels * pixels}.get(op, 0) for op in ops)
-        per_cell_parameters = sum({"nor_conv_3x3": 9 * channels**2 + 2 * channels,
-                                   "nor_conv_1x1": channels**2 + 2 * channels}.get(op, 0) for op in ops)
-        flops += TRAINED_CELLS_PER_STAGE * per_cell_flops
-        parameters += TRAINED_CELLS_PER_STAGE * per_cell_parameters
+        edge_costs = {"nor_conv_3x3": _conv(3, channels, channels, pixels),
+                      "nor_conv_1x1": _conv(1, channels, channels, pixels),
+                      "avg_pool_3x3": _pool(3, channels, pixels)}
+        costs += [edge_costs[op] for op in ops if op in edge_costs] * TRAINED_CELLS_PER_STAGE
         if stage:  # the residual reduction block before the stage: two 3x3 convs, a pooled 1x1 shortcut
             before = TRAINED_STAGES[stage - 1][0]
-            flops += 9 * before * channels * pixels + 9 * channels**2 * pixels + 4 * before * pixels \
-                + before * channels * pixels
-            parameters += 9 * before * channels + 2 * channels + 9 * channels**2 + 2 * channels + before * channels
-    classes, last = 10, TRAINED_STAGES[-1][0]
-    return flops + last * classes, parameters + 2 * last + last * classes + classes
+            costs += [_conv(3, before, channels, pixels), _conv(3, channels, channels, pixels),
+                      _pool(2, before, pixels), _conv(1, before, channels, pixels, batch_norm=False)]
+    last = TRAINED_STAGES[-1][0]
+    # the last batch norm, then the dense layer (weights and biases)
+    costs += [(0, BATCH_NORM_PARAMETERS * last), (last * TRAINED_CLASSES, last * TRAINED_CLASSES + TRAINED_CLASSES)]
+    return sum(flops for flops, _ in costs), sum(parameters for _, parameters in costs)

@@ -1,4 +1,5 @@
-"""How the plain path tiles its work: batch sizes, the memory budget, the torch.compile decision.
+"""How the work is tiled: batch sizes of every path, the plain path's memory budget and its
+torch.compile decision, and when a run is long enough for a progress bar.
 
 On the CPU a batch whose working set stays in the per-core caches runs fastest; uncompiled, each
 tensor op also costs microseconds of Python, so a batch must be large enough to hide that.
@@ -18,6 +19,19 @@ from nas_cntk.kernels.propagate import propagate
 # About a minute of uncompiled work on a 2-core CPU is where compiling starts to pay. Compiling
 # grows with the graph (about a second per node): cell networks (47 nodes and more) do not repay it.
 COMPILE_WORK, COMPILE_MAX_NODES = 1 << 29, 40
+# Work (see `work`) from which a run shows a progress bar by default: seconds or more.
+PROGRESS_WORK = 1 << 32
+CPU_MEMORY_BUDGET = 2 << 20  # bytes: see default_memory_budget
+# A fused batch takes well under a second, so that the progress bar moves and an interrupt loses
+# little: pair-tensor entries per batch, of the last node for the chain kernel, times the node
+# count for the graph kernel (whose work grows with the graph).
+FUSED_BATCH_ENTRIES = {("chain", "cpu"): 1 << 22, ("chain", "cuda"): 1 << 24,
+                       ("graph", "cpu"): 1 << 26, ("graph", "cuda"): 1 << 28}
+# The most pairs (or images) in one batch of the plain path.
+MAX_BATCH = 1 << 16
+# Uncompiled, the plain path gives each tensor op at least this many entries (cell networks at low
+# resolution run 10x faster than at the cache-sized batch).
+UNCOMPILED_OP_ENTRIES = 1 << 20
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -29,7 +43,7 @@ def default_memory_budget(device: torch.device) -> int:
     """
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 2
-    return 2 << 20
+    return CPU_MEMORY_BUDGET
 
 
 def work(p: Plan, pairs: int) -> int:
@@ -41,12 +55,22 @@ def should_compile(p: Plan, pairs: int) -> bool:
     return work(p, pairs) > COMPILE_WORK and len(p.arch.nodes) <= COMPILE_MAX_NODES
 
 
+def long_run(p: Plan, pairs: int) -> bool:
+    """Whether computing ``pairs`` pairs deserves a progress bar."""
+    return work(p, pairs) > PROGRESS_WORK
+
+
+def fused_batch(p: Plan, pairs: int, device: torch.device, kernel: str) -> int:
+    """Pairs per batch of the fused ``kernel`` ("chain" or "graph"), at most ``pairs``."""
+    entries = p.pair_grids[-1].entries * (len(p.arch.nodes) if kernel == "graph" else 1)
+    return max(1, min(FUSED_BATCH_ENTRIES[kernel, device.type] // entries, pairs))
+
+
 def batch_size(p: Plan, grids: list[Grid], most: int, budget: int, itemsize: int, compiled: bool) -> int:
-    """Pairs (or images, with the image grids) per batch: within ``budget`` bytes, at most ``most``."""
-    # Uncompiled, give each tensor op at least 1M entries (cell networks at low resolution run 10x
-    # faster than at the cache-sized batch).
-    floor = 1 if compiled else (1 << 20) // max(g.entries for g in grids)
-    return max(1, min(max(budget // p.bytes_per_pair(itemsize, grids), floor), 1 << 16, most))
+    """Pairs (or images, with the image grids) per batch of the plain path: within ``budget`` bytes,
+    at most ``most``."""
+    floor = 1 if compiled else UNCOMPILED_OP_ENTRIES // max(g.entries for g in grids)
+    return max(1, min(max(budget // p.bytes_per_pair(itemsize, grids), floor), MAX_BATCH, most))
 
 
 def pair_batches(n1: int, n2: int | None, batch: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:

@@ -66,21 +66,18 @@ def kernel(arch: Architecture | Mapping[str, Any] | str | os.PathLike, x1: torch
     if fused and net is None and not graph:
         raise KernelError("fused=True needs the CPU, or float32 on a CUDA GPU")
     pairs: Pairs
-    # Fused batches are sized so that one takes well under a second: the progress bar moves, and an
-    # interrupt loses little.
     if net is not None:
         pairs = backend(device).Pairs(net, p.pair_grids[-1], x1, x2)
-        batch = max(1, min((1 << 24 if device.type == "cuda" else 1 << 22) // p.pair_grids[-1].entries, total))
+        batch = batching.fused_batch(p, total, device, "chain")
     elif graph:
         pairs = GraphPairs(p, x1, x2, graph_backend(device).Interpreter)
-        batch = max(1, min((1 << (28 if device.type == "cuda" else 26)) // (p.pair_grids[-1].entries * len(arch.nodes)),
-                           total))
+        batch = batching.fused_batch(p, total, device, "graph")
     else:
         compiled = batching.should_compile(p, total) if torch_compile is None else torch_compile
         pairs = PlainPairs(p, x1, x2, total, memory_budget or batching.default_memory_budget(device), compiled)
         batch = pairs.batch
 
-    progress = batching.work(p, total) > 1 << 32 if progress is None else progress
+    progress = batching.long_run(p, total) if progress is None else progress
     nngp = torch.empty(n1, n2, dtype=dtype, device=device)
     ntk = torch.empty_like(nngp)
     with tqdm(total=total, unit="pair", disable=not progress, desc="kernel", dynamic_ncols=True) as bar:
@@ -116,5 +113,5 @@ class PlainPairs:
         if count < self.batch:  # pad the last batch: one shape, one compiled graph
             i, j = (torch.cat([t, t[-1:].expand(self.batch - count)]) for t in (i, j))
         xb = self.x1[j] if self.x2 is None else self.x2[j]
-        sigma, theta = self.run(self.p, self.x1[i], xb, self.stats1.take(i), self.stats2.take(j), ntk=True)
+        sigma, theta = self.run(self.p, self.x1[i], xb, self.stats1.take(i), self.stats2.take(j))
         return sigma[:count], theta[:count]

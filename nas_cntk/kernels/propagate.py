@@ -3,19 +3,19 @@
 Two modes. With no image statistics given, the pairs are (x, x) and the pass records each image's
 per-pixel variances (which the ReLUs normalise by) and the means that cross rules need. Otherwise
 each pair holds only the pixel pairs its readout needs, and the pass returns the readout's averages
-of the last NNGP and NTK tensors. Every op applies its own rule (:mod:`nas_cntk.description.ops`);
-this module walks the graph and sums branches with their cross moments.
+of the last NNGP and NTK tensors. Every op applies its own rule on torch tensors
+(:mod:`nas_cntk.description.ops`); the walk of the graph is :mod:`nas_cntk.kernels.walk`'s.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 
 import torch
 
 from nas_cntk.description.grid import Grid
-from nas_cntk.description.ops import Cross, Fork, PairContext
+from nas_cntk.description.ops import Cross, Fork, Kind, Op, PairContext
 from nas_cntk.kernels.plan import Plan
+from nas_cntk.kernels.walk import walk
 
 
 @dataclass
@@ -36,92 +36,64 @@ class ImageStats:
 
 
 def propagate(p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats | None,
-               stats_b: ImageStats | None, ntk: bool) -> tuple[torch.Tensor, torch.Tensor] | ImageStats:
+              stats_b: ImageStats | None) -> tuple[torch.Tensor, torch.Tensor] | ImageStats:
     """Push a batch of image pairs through the network.
 
     With ``stats_a`` None the pairs are (x, x) and the pass records each image's statistics as
     it goes (variances are the same-pixel entries); otherwise it returns the readout's averages of
     the last NNGP and NTK pair tensors (:meth:`Readout.reduce`).
     """
-    record = stats_a is None
-    grids, cross_grids = (p.image_grids, p.image_cross_grids) if record else (p.pair_grids, p.pair_cross_grids)
-    if record:
-        stats_a = stats_b = ImageStats({}, {})
-    nodes = p.arch.nodes
-    means: dict[int, torch.Tensor] = {}        # record mode: every node's mean, for the forks' ones
-    values: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
-    crosses: dict[tuple[int, int], Cross | None] = {}
-    remaining = list(p.consumers)
-    untrained_conv = p.arch.first_conv if p.arch.fix_first_and_readout else None
-
-    def moments(i: int, grid: Grid) -> tuple[torch.Tensor, torch.Tensor | None]:
-        sigma, theta = values[i]
-        return grids[i].restrict(sigma, grid), None if theta is None else grids[i].restrict(theta, grid)
-
-    def cross_with(f: int, i: int, grid: Grid) -> Cross | None:
-        """Moments of node f with node i (either order), on ``grid``; None where they vanish."""
-        if i == f:
-            sigma, theta = moments(f, grid)
-            return Cross(sigma, sigma, theta, theta)
-        c = crosses.get((f, i)) if f < i else crosses.get((i, f))
-        if c is None:
-            return None
-        c = Cross(*(None if t is None else cross_grids[min(f, i), max(f, i)].restrict(t, grid)
-                    for t in (c.sigma_fn, c.sigma_nf, c.theta_fn, c.theta_nf)))
-        return c if f < i else Cross(c.sigma_nf, c.sigma_fn, c.theta_nf, c.theta_fn)
-
-    for n, node in enumerate(nodes):
-        grid = grids[n]
-        if node.op is None:
-            sigma = grid.pair_product(xa, xb) / xa.shape[1]
-            values[n] = sigma, torch.zeros_like(sigma) if ntk else None
-            means[n] = torch.zeros_like(xa[:, 0])
-            continue
-        first = node.inputs[0]
-        grid_in = node.op.input_grid(grid, *p.sizes[first])
-        sigma, theta = moments(first, grid_in)
-        if len(node.inputs) > 1:  # a sum: M(a + b + ...) = M(a) + M(b) + ... + both crosses of every pair
-            for i in node.inputs[1:]:
-                sigma_i, theta_i = moments(i, grid_in)
-                sigma = sigma + sigma_i
-                theta = theta + theta_i if ntk else None
-            for a, b in combinations(node.inputs, 2):
-                c = cross_with(a, b, grid_in) or Cross(None, None)
-                sigma = sigma + _zero_if_none(c.sigma_fn) + _zero_if_none(c.sigma_nf)
-                if ntk:
-                    theta = theta + _zero_if_none(c.theta_fn) + _zero_if_none(c.theta_nf)
-        kind_in = sum((p.kinds[i] for i in node.inputs[1:]), start=p.kinds[first])
-        ctx = PairContext(grid_in, grid, stats_a.variance.get(first), stats_b.variance.get(first), kind_in,
-                          trainable=n != untrained_conv)
-        for f in (a for a, b in p.crossed if b == n and (a, b) in cross_grids):
-            # on the pixel pairs the cross's own uses need, which may be more than the node's
-            out = cross_grids[f, n]
-            cross_in = node.op.input_grid(out, *p.sizes[first])
-            carried = sum((c for i in node.inputs if (c := cross_with(f, i, cross_in)) is not None), start=None)
-            cross_ctx = PairContext(cross_in, out, ctx.var_a, ctx.var_b, kind_in, ctx.trainable)
-            crosses[f, n] = node.op.cross(carried, cross_ctx, Fork(p.kinds[f], stats_a.mean[f], stats_b.mean[f]))
-        values[n] = node.op.moments(sigma, theta, ctx)
-        if record:
-            means[n] = node.op.mean(sum(means[i] for i in node.inputs), ctx)
-            if n in p.variance_nodes:
-                stats_a.variance[n] = grid.same_pixel(values[n][0])
-            if n in p.forks:
-                stats_a.mean[n] = means[n]
-        for i in node.inputs:  # free what no later node reads
-            remaining[i] -= 1
-            if remaining[i] == 0:
-                del values[i]
-                for key in [k for k in crosses if i in k]:
-                    del crosses[key]
-    if record:
-        return stats_a
-    sigma, theta = values[len(nodes) - 1]
-    return p.arch.readout.reduce(sigma, grids[-1]), p.arch.readout.reduce(theta, grids[-1])
+    path = _Torch(p, xa, xb, stats_a, stats_b)
+    last = walk(p, path)
+    if last is None:
+        return path.stats_a
+    sigma, theta = last
+    return p.arch.readout.reduce(sigma, p.pair_grids[-1]), p.arch.readout.reduce(theta, p.pair_grids[-1])
 
 
-def _zero_if_none(t: torch.Tensor | None) -> torch.Tensor | float:
-    return 0.0 if t is None else t
+class _Torch:
+    """The walk's path on torch tensors, batches of pairs: each op's plain rules."""
+
+    def __init__(self, p: Plan, xa: torch.Tensor, xb: torch.Tensor, stats_a: ImageStats | None,
+                 stats_b: ImageStats | None):
+        self.p, self.xa, self.xb = p, xa, xb
+        self.record = stats_a is None
+        self.stats_a = ImageStats({}, {}) if self.record else stats_a
+        self.stats_b = self.stats_a if self.record else stats_b
+
+    def input(self, grid: Grid) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        sigma = grid.pair_product(self.xa, self.xb) / self.xa.shape[1]
+        return sigma, None if self.record else torch.zeros_like(sigma), torch.zeros_like(self.xa[:, 0])
+
+    def restrict(self, t: torch.Tensor, grid: Grid, to: Grid) -> torch.Tensor:
+        return grid.restrict(t, to)
+
+    def add(self, a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+        return a if b is None else b if a is None else a + b
+
+    def context(self, n: int, first: int, grid_in: Grid, grid_out: Grid, kind_in: Kind,
+                trainable: bool) -> PairContext:
+        return PairContext(grid_in, grid_out, self.stats_a.variance.get(first), self.stats_b.variance.get(first),
+                           kind_in, trainable)
+
+    def fork(self, f: int, kind: Kind) -> Fork:
+        return Fork(kind, self.stats_a.mean[f], self.stats_b.mean[f])
+
+    def moments(self, op: Op, sigma, theta, ctx: PairContext):
+        return op.moments(sigma, theta, ctx)
+
+    def cross(self, op: Op, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
+        return op.cross(cross, ctx, fork)
+
+    def mean(self, op: Op, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
+        return op.mean(mean, ctx)
+
+    def recorded(self, n: int, sigma: torch.Tensor, grid: Grid, mean: torch.Tensor) -> None:
+        if n in self.p.variance_nodes:
+            self.stats_a.variance[n] = grid.same_pixel(sigma)
+        if n in self.p.forks:
+            self.stats_a.mean[n] = mean
 
 
 def image_statistics(p: Plan, x: torch.Tensor, batch: int) -> ImageStats:
-    return ImageStats.cat([propagate(p, chunk, chunk, None, None, ntk=False) for chunk in x.split(batch)])
+    return ImageStats.cat([propagate(p, chunk, chunk, None, None) for chunk in x.split(batch)])

@@ -8,19 +8,15 @@ kernel rows. The names
 below are the package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.kernels`, :mod:`nas_cntk.description`, :mod:`nas_cntk.data`,
-:mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
+:mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`, :mod:`nas_cntk.lazy`.
 """
-import importlib
+from nas_cntk.lazy import LazyNames
 
-_PUBLIC = {"DEFAULT_OBJECTIVE": "measures", "MEASURES": "measures", "SCORE_NAMES": "measures",
-           "oriented": "measures", "KernelScores": "regression", "Regression": "regression", "Score": "regression",
-           "kernel_regression": "regression", "kernel_scores": "regression", "kernels_score": "regression",
-           "run_score": "regression", "score": "regression", "Rungs": "rungs", "RungScorer": "rungs"}
-
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_public = LazyNames(__name__, {
+    "DEFAULT_OBJECTIVE": "measures", "MEASURES": "measures", "SCORE_NAMES": "measures", "oriented": "measures",
+    "KernelScores": "regression", "Regression": "regression", "Score": "regression",
+    "kernel_regression": "regression", "kernel_scores": "regression", "kernels_score": "regression",
+    "run_score": "regression", "score": "regression",
+    "Rungs": "rungs", "RungScorer": "rungs",
+})
+__getattr__, __all__ = _public, _public.names

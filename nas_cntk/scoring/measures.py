@@ -5,6 +5,7 @@ Every score exists for both kernels: ``cntk_*`` from the NTK, ``nngp_*`` from th
 """
 from __future__ import annotations
 
+from nas_cntk import checks
 from nas_cntk.errors import NasCntkError
 
 # measure -> (+1: higher is better, -1: lower is better; what it is)
@@ -22,8 +23,7 @@ DEFAULT_OBJECTIVE = "cntk_val_accuracy"
 
 
 def check_score_name(name: str, option: str = "--objective", error: type[NasCntkError] = NasCntkError) -> str:
-    if name not in SCORE_NAMES:
-        raise error(f"{option}: expected one of {', '.join(SCORE_NAMES)}, got {name!r}")
+    checks.one_of(name, SCORE_NAMES, option, error=error)
     return name
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nas_cntk import checks
-from nas_cntk.data import DataSplits, load_splits
+from nas_cntk.data import CLASSES, DataSplits, load_splits
 from nas_cntk.description.architecture import Architecture, load
 from nas_cntk.errors import KernelError
 from nas_cntk.kernels import kernel, plan
@@ -34,6 +34,11 @@ from nas_cntk.scoring.measures import KERNELS, MEASURES
 
 RELATIVE_RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 MAX_LOG_CONDITION = 12.0  # a kernel this ill-conditioned (or singular) counts as singular
+# A ridged kernel whose smallest eigenvalue is below this fraction of its largest is singular in float64
+# for the fit: that ridge of the grid is skipped.
+SINGULAR_EIGENVALUE_RATIO = 1e-10
+# Arora et al.'s one-hot targets: the true class's, and every other class's.
+TRUE_CLASS_TARGET, OTHER_CLASS_TARGET = 0.9, -0.1
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,9 @@ class KernelScores:
     loo_relative_ridge: float  # of the leave-one-out over all images
 
 
-def targets(labels: np.ndarray, classes: int = 10) -> np.ndarray:
-    y = np.full((len(labels), classes), -0.1)
-    y[np.arange(len(labels)), labels] = 0.9
+def targets(labels: np.ndarray, classes: int = CLASSES) -> np.ndarray:
+    y = np.full((len(labels), classes), OTHER_CLASS_TARGET)
+    y[np.arange(len(labels)), labels] = TRUE_CLASS_TARGET
     return y
 
 
@@ -87,7 +92,7 @@ def _fits(k: np.ndarray, labels: np.ndarray, relative_ridges: tuple[float, ...],
     fits = []
     for relative in relative_ridges:
         shifted = eigenvalues + relative * scale
-        if shifted.min() <= 1e-10 * eigenvalues.max():
+        if shifted.min() <= SINGULAR_EIGENVALUE_RATIO * eigenvalues.max():
             continue
         alpha = u @ (uy / shifted[:, None])
         prediction = y - alpha / ((u**2) @ (1 / shifted))[:, None]  # (K + r I)^-1 Y without each image's own term

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas_cntk import checks
 from nas_cntk.data import CLASSES, DataSettings, DataSplits
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError
@@ -28,8 +29,10 @@ from nas_cntk.scoring.regression import Score, kernels_score
 def check_rungs(train_sizes: tuple[int, ...], train_size: int, option: str = "--rungs") -> tuple[int, ...]:
     """Ascending training sizes, each a whole number of images per class, the last the data's own."""
     sizes = tuple(train_sizes)
-    if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < CLASSES or n % CLASSES for n in sizes):
-        raise NasCntkError(f"{option}: expected training sizes that are multiples of {CLASSES}, got {list(sizes)}")
+    if not sizes:
+        raise NasCntkError(f"{option}: expected one training size or more, got none")
+    for n in sizes:
+        checks.multiple(n, option, CLASSES, why=" (whole images per class)")
     if any(a >= b for a, b in zip(sizes, sizes[1:])):
         raise NasCntkError(f"{option}: expected ascending training sizes, got {list(sizes)}")
     if sizes[-1] != train_size:

@@ -11,19 +11,18 @@ as standalone PyTorch. The names below are the package's public face, each impor
 module on first use, so that the light modules stay light.
 
 May import: :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`, :mod:`nas_cntk.description`,
-:mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
+:mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`, :mod:`nas_cntk.lazy`.
 """
-import importlib
+from nas_cntk.lazy import LazyNames
 
-_PUBLIC = {"SAMPLERS": "settings", "SearchSettings": "settings", "Stores": "stores", "load_study": "stores",
-           "local_tracking_uri": "stores", "SearchSpace": "space", "load_space": "space",
-           "make_sampler": "samplers", "RestrictedCellSampler": "samplers", "Search": "study",
-           "finished_trials": "study", "run_search": "study", "Tracker": "tracking", "format_table": "leaderboard",
-           "leaderboard": "leaderboard", "trial_architecture": "leaderboard", "run_export": "export"}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_public = LazyNames(__name__, {
+    "SAMPLERS": "settings", "SearchSettings": "settings",
+    "Stores": "stores", "load_study": "stores", "local_tracking_uri": "stores",
+    "SearchSpace": "space", "load_space": "space",
+    "make_sampler": "samplers", "RestrictedCellSampler": "samplers",
+    "Search": "study", "finished_trials": "study", "run_search": "study",
+    "Tracker": "tracking",
+    "format_table": "leaderboard", "leaderboard": "leaderboard", "trial_architecture": "leaderboard",
+    "run_export": "export",
+})
+__getattr__, __all__ = _public, _public.names

@@ -91,9 +91,9 @@ def export_architecture(arch: Architecture, directory: Path, stem: str, *,
 
 
 def run_export(stores: Stores, study: str | None, top: int,
-               out: str | Path | None) -> tuple[str, list[tuple[Any, Path, Path]]]:
-    """Export a study's best ``top`` architectures (``nas-cntk export``), with the leaderboard as CSV;
-    returns the study's objective, and each leaderboard row with its PyTorch and JSON paths."""
+               out: str | Path | None) -> tuple[list[str], list[tuple[Any, Path, Path]]]:
+    """Export a study's best ``top`` network structures (``nas-cntk export``), with the leaderboard as CSV;
+    returns the leaderboard's objective columns, and each row with its PyTorch and JSON paths."""
     checks.integer(top, "--top")
     found = stores.study(study)
     table = leaderboard(found, top)
@@ -107,4 +107,4 @@ def run_export(stores: Stores, study: str | None, top: int,
                                                  f"rank{row.rank}_trial{row.trial}_{row.hash}")
         written.append((row, py_path, json_path))
     table.to_csv(directory / "leaderboard.csv", index=False)
-    return table.attrs["objective"], written
+    return table.attrs["objectives"], written

@@ -16,22 +16,16 @@ from nas_cntk.errors import NasCntkError
 from nas_cntk.search.space import CellSpace, ListSpace, SearchSpace
 
 
-def check_sampler(name: str, space: SearchSpace) -> str:
-    """The sampler ``name`` (``auto``: grid for a list of architectures, else tpe), if it can search ``space``."""
+def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     if name == "auto":
         name = "grid" if isinstance(space, ListSpace) else "tpe"
+    restricted = isinstance(space, CellSpace) and space.genotypes is not None
     if name == "grid":
-        if isinstance(space, CellSpace) and space.genotypes is not None:
+        if restricted:
             raise NasCntkError("--sampler grid: a search restricted to a table's cells takes tpe or random")
         if not space.finite:
             raise NasCntkError(f"--sampler grid: search space {space.path} has continuous ranges; give them a "
                                "`step` or use --sampler tpe")
-    return name
-
-
-def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-    name = check_sampler(name, space)
-    if name == "grid":
         # Every combination once, conditional choices included; the study stops when all are done.
         with warnings.catch_warnings():  # experimental since Optuna 3.1, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -39,7 +33,6 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     # TPE models the choices jointly (multivariate, Optuna's default since 5.0): a cell edge's op matters
     # through the paths it lies on.
     base = optuna.samplers.RandomSampler(seed=seed) if name == "random" else optuna.samplers.TPESampler(seed=seed)
-    restricted = isinstance(space, CellSpace) and space.genotypes is not None
     return RestrictedCellSampler(base, space, seed) if restricted else base
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas_cntk import checks
-from nas_cntk.errors import NasCntkError
-from nas_cntk.scoring.measures import check_score_name
+from nas_cntk.search.objectives import parse_objectives
 
 if TYPE_CHECKING:
     from nas_cntk.search.stores import Stores
@@ -32,7 +31,7 @@ class SearchSettings:
     val_size: int | None = None
     resolution: int | None = None
     zca: bool = False
-    objective: str | None = None    # a score name; None: the space file's objective
+    objectives: tuple[str, ...] | None = None  # scores, costs or sums of them (objectives.py); None: the space's
     data_seed: int | None = None    # of the data subsets; None: seed
     cells: tuple[str, ...] | None = None  # a cell space proposes only these genotypes; None: all
     rungs: tuple[int, ...] | None = None  # training images per rung, the last the search's; None: the space's
@@ -45,10 +44,8 @@ class SearchSettings:
     def __post_init__(self) -> None:
         for option in ("trials", "workers", "heartbeat"):
             checks.integer(getattr(self, option), f"--{option}")
-        if self.objective is not None:
-            check_score_name(self.objective)
+        if self.objectives is not None:
+            parse_objectives(self.objectives)
         checks.integer(self.reduction_factor, "--reduction-factor", minimum=2)
-        if self.pruner not in PRUNERS:
-            raise NasCntkError(f"--pruner: expected one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        if self.sampler not in SAMPLERS:
-            raise NasCntkError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        checks.one_of(self.pruner, PRUNERS, "--pruner")
+        checks.one_of(self.sampler, SAMPLERS, "--sampler")

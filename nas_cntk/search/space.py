@@ -14,10 +14,13 @@ Three shapes of file, all YAML (or JSON), validated on load with errors that nam
 
 Any space may give ``fidelity:`` defaults for the data (``train_size``, ``val_size``,
 ``resolution``), used where the command line gives none; a cell space also fixes its
-``cells_per_stage`` there. Any space may name its default ``objective:``, the score a search
-maximises where ``--objective`` gives none (:data:`nas_cntk.scoring.measures.SCORE_NAMES`). The data
-settings and the objective are left out of the space's digest: a study checks them by its data
-label and its objective, so a changed default starts a new study instead of clashing with the old.
+``cells_per_stage`` there. Any space may name its default ``objective:``, what a search
+maximises where ``--objective`` gives none (:mod:`nas_cntk.search.objectives`: a score, a cost or a sum;
+a list of them for a multi-objective search). The data settings and the objective are left out of the
+space's digest: a study checks them by its data label and its objective, so a changed default starts a
+new study instead of clashing with the old.
+
+``cost(arch)`` is what the trained network costs (FLOPs and parameters), recorded for every trial.
 
 ``suggest(trial)`` asks an Optuna trial for the choices and returns the description; a sampled
 combination that has no valid network (pooled below one pixel, say) raises ``InvalidCandidate``.
@@ -35,14 +38,16 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from nas_cntk.checks import integer, is_integer, is_number
+from nas_cntk.checks import integer, is_integer, is_number, one_of
 from nas_cntk.data import DataSettings
 from nas_cntk.description import nasbench201
 from nas_cntk.description.architecture import DEFAULT_WEIGHT_STD, Architecture, load, nasbench201_network, parse
+from nas_cntk.description.cost import network_cost
 from nas_cntk.description.ops.readout import READOUTS
-from nas_cntk.errors import ArchitectureError, InvalidCandidate, SpaceError
+from nas_cntk.errors import ArchitectureError, InvalidCandidate, NasCntkError, SpaceError
 from nas_cntk.kernels import plan
-from nas_cntk.scoring.measures import DEFAULT_OBJECTIVE, check_score_name
+from nas_cntk.scoring.measures import DEFAULT_OBJECTIVE
+from nas_cntk.search.objectives import parse_objectives
 
 BUILTIN_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"  # beside the package, in the repository
 
@@ -72,7 +77,7 @@ class SearchSpace:
     path: Path
     digest: str  # of the file's parsed content but the data defaults: a resumed study must search the same space
     data_defaults: Mapping[str, int] = field(default_factory=dict, kw_only=True)  # the file's `fidelity` data keys
-    objective: str = field(default=DEFAULT_OBJECTIVE, kw_only=True)  # the file's `objective`
+    objectives: tuple[str, ...] = field(default=(DEFAULT_OBJECTIVE,), kw_only=True)  # the file's `objective`
     rungs: tuple[int, ...] | None = field(default=None, kw_only=True)  # the file's `fidelity.rungs`
 
     @property
@@ -91,6 +96,10 @@ class SearchSpace:
     def finite(self) -> bool:
         """Whether every choice has finitely many values (exhaustive search is possible)."""
         raise NotImplementedError
+
+    def cost(self, arch: Architecture) -> dict[str, int]:
+        """FLOPs and parameters of the trained network (:mod:`nas_cntk.description.cost`)."""
+        return network_cost(arch)
 
     def suggest(self, trial: optuna.Trial) -> Architecture:
         raise NotImplementedError
@@ -180,6 +189,11 @@ class CellSpace(SearchSpace):
     def params(self, genotype: nasbench201.Genotype) -> dict[str, str]:
         return {f"edge_{i}to{j}": genotype[j - 1][i] for i, j in self.EDGES}
 
+    def cost(self, arch: Architecture) -> dict[str, int]:
+        """The cost of the network the benchmark trains around the cell (5 cells per stage, 16 channels)."""
+        flops, parameters = nasbench201.trained_network_cost(arch.name)
+        return {"flops": flops, "parameters": parameters}
+
     def suggest(self, trial: optuna.Trial) -> Architecture:
         genotype = self.genotype({name: trial.suggest_categorical(name, d.choices)
                                   for name, d in self.distributions().items()})
@@ -257,7 +271,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         rungs = fidelity.pop("rungs", None)
         data_defaults = {k: v for k, v in fidelity.items() if k in DATA_FIDELITY}
         searched = {k: v for k, v in content.items() if k not in ("fidelity", "objective")}
-        objective = check_score_name(str(content.get("objective", DEFAULT_OBJECTIVE)), "objective", SpaceError)
+        objectives = _objectives(content.get("objective", DEFAULT_OBJECTIVE))
         if len(data_defaults) < len(fidelity):  # cells_per_stage changes the networks, so it is in the digest
             searched["fidelity"] = {k: v for k, v in fidelity.items() if k not in DATA_FIDELITY}
         digest = hashlib.sha256(json.dumps(searched, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -269,7 +283,16 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             space = _staged_space(content, path, name, digest)
     except SpaceError as error:
         raise SpaceError(f"{path}: {error}") from None
-    return replace(space, data_defaults=data_defaults, objective=objective, rungs=rungs)
+    return replace(space, data_defaults=data_defaults, objectives=objectives, rungs=rungs)
+
+
+def _objectives(value: Any) -> tuple[str, ...]:
+    """The file's ``objective``: one, or a list for a multi-objective search."""
+    texts = tuple(map(str, value)) if isinstance(value, list) else (str(value),)
+    try:
+        return tuple(o.text for o in parse_objectives(texts, "objective"))
+    except NasCntkError as error:
+        raise SpaceError(str(error)) from None
 
 
 def _fidelity(value: Any, shape: str) -> dict[str, Any]:
@@ -298,14 +321,12 @@ def _cell_space(content: Mapping[str, Any], path: Path, name: str, digest: str,
         raise SpaceError(f"{unknown[0]}: unknown key in a cell space; allowed: cell, description, fidelity, name, "
                          "objective, ops")
     family = content["cell"]
-    if family not in CELLS:
-        raise SpaceError(f"cell: expected one of {', '.join(CELLS)}, got {family!r}")
+    one_of(family, CELLS, "cell", error=SpaceError)
     ops = content.get("ops", list(CELLS[family]))
     if not isinstance(ops, list) or not ops:
         raise SpaceError(f"ops: expected a non-empty list of edge ops, got {ops!r}")
     for i, op in enumerate(ops):
-        if op not in CELLS[family]:
-            raise SpaceError(f"ops[{i}]: expected one of {', '.join(CELLS[family])}, got {op!r}")
+        one_of(op, CELLS[family], f"ops[{i}]", error=SpaceError)
     if len(set(ops)) < len(ops):
         raise SpaceError(f"ops: {next(op for op in ops if ops.count(op) > 1)!r} is listed twice")
     return CellSpace(name, path, digest, tuple(ops), fidelity.get("cells_per_stage", 5))
@@ -351,8 +372,7 @@ def _choice(name: str, value: Any, key: StagedKey) -> Choice:
         if extra:
             raise SpaceError(f"{name}.{extra[0]}: unknown key; allowed: choices, per")
         per = value.get("per", "network")
-        if per not in key.per:
-            raise SpaceError(f"{name}.per: expected one of {', '.join(key.per)}, got {per!r}")
+        one_of(per, key.per, f"{name}.per", error=SpaceError)
         value = value["choices"]
     if isinstance(value, Mapping):
         if not key.ranged:

@@ -1,5 +1,8 @@
-"""The search: an Optuna study whose objective is one score of a proposed network's kernel (the space's
-``objective``, or ``--objective``; every score is recorded either way).
+"""The search: an Optuna study that maximises the space's ``objective`` (or ``--objective``): a score of a
+proposed network's kernel, its cost, or a sum of standardised ones (:mod:`nas_cntk.search.objectives`);
+with several objectives, their Pareto front. Every score and both costs are recorded either way. A sum is
+standardised over a fixed set of reference networks of the space, scored before the first trial and then
+run as the study's first trials, so their kernels are not computed twice.
 
 Storage is a plain Optuna RDB storage (SQLite under the trials folder by default, any RDB URL
 otherwise) with heartbeats: a trial whose process died (kill -9, a lost machine) is marked failed
@@ -18,8 +21,9 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
@@ -32,13 +36,23 @@ from nas_cntk.data import DataSettings, DataSplits
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import ArchitectureError, InvalidCandidate, KernelError, NasCntkError
 from nas_cntk.kernels import kernel
-from nas_cntk.scoring.measures import oriented
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.scoring.rungs import Rungs, RungScorer, check_rungs
 from nas_cntk.search.cache import ScoreCache
 from nas_cntk.search.claims import Claims
 from nas_cntk.search.leaderboard import leaderboard, study_objective
-from nas_cntk.search.samplers import SeededByFirstTrial, check_sampler, make_sampler
+from nas_cntk.search.objectives import (
+    REFERENCE_CELLS,
+    REFERENCE_SEED,
+    Objective,
+    Reference,
+    objective_keys,
+    objectives_label,
+    orientation,
+    parse_objectives,
+    reference,
+)
+from nas_cntk.search.samplers import SeededByFirstTrial, make_sampler
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import CellSpace, ListSpace, SearchSpace, check_candidate, load_space
 from nas_cntk.search.stores import GRACE_HEARTBEATS, RETRY, load_study, masked, open_storage
@@ -55,7 +69,7 @@ class Search:
     space: SearchSpace
     data: DataSettings
     study_name: str
-    objective: str  # the score the study maximises (oriented: higher is better)
+    objectives: tuple[Objective, ...]  # what the study maximises; several: their Pareto front
     rungs: Rungs | None  # multi-fidelity: nested subsets of ``data``, scored in turn; None: ``data`` alone
 
     @classmethod
@@ -65,16 +79,25 @@ class Search:
             if not isinstance(space, CellSpace):
                 raise NasCntkError(f"search space {space.path} is not a cell space: it cannot be restricted to cells")
             space = space.restricted(settings.cells)
-        check_sampler(settings.sampler, space)
         data_seed = settings.seed if settings.data_seed is None else settings.data_seed
         sizes, option = (settings.rungs, "--rungs") if settings.rungs is not None else (space.rungs, "fidelity.rungs")
         train_size = settings.train_size if settings.train_size is not None or sizes is None else sizes[-1]
         data = space.data_settings(train_size, settings.val_size, settings.resolution, data_seed, settings.zca)
         rungs = None if sizes is None else Rungs(data, check_rungs(sizes, data.train_size, option))
-        objective = settings.objective or space.objective
+        make_sampler(settings.sampler, space, settings.seed)  # one that cannot search the space fails first
+        objectives = parse_objectives(settings.objectives or space.objectives)
+        if len(objectives) > 1 and rungs is not None:
+            raise NasCntkError(f"{option}: a search of several objectives has no rungs (Optuna prunes only "
+                               "single-objective studies); give one --objective, or no rungs")
+        label = objectives_label(objectives)
         name = (f"{space.label}-{data.label if rungs is None else rungs.label}"
-                + ("" if objective == space.objective else f"-{objective}"))
-        return cls(settings, space, data, settings.study or name, objective, rungs)
+                + ("" if label == objectives_label(parse_objectives(space.objectives)) else f"-{label}"))
+        return cls(settings, space, data, settings.study or name, objectives, rungs)
+
+    @property
+    def standardised(self) -> bool:
+        """Whether some objective is a sum of terms standardised over reference networks."""
+        return any(o.combined for o in self.objectives)
 
     def tracker(self) -> Tracker:
         return self.settings.stores.tracker(self.study_name)
@@ -91,12 +114,14 @@ def open_study(search: Search, worker: int = 0) -> tuple[optuna.Study, Claims]:
     """
     settings = search.settings
     storage = open_storage(settings.stores.storage, settings.heartbeat)
-    study = optuna.create_study(storage=storage, study_name=search.study_name, direction="maximize",
-                                load_if_exists=True, pruner=make_pruner(settings, search.rungs))
+    study = optuna.create_study(storage=storage, study_name=search.study_name,
+                                directions=["maximize"] * len(search.objectives), load_if_exists=True,
+                                pruner=make_pruner(settings, search.rungs))
     study.sampler = SeededByFirstTrial(lambda number: make_sampler(settings.sampler, search.space, int(
         np.random.SeedSequence([settings.seed, worker, number]).generate_state(1)[0])))
     expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label,
-                "objective": search.objective, "rungs": None if search.rungs is None else search.rungs.label}
+                "objective": objectives_label(search.objectives),
+                "rungs": None if search.rungs is None else search.rungs.label}
     if "space" not in study.user_attrs:  # a new study; "space" last: a worker that sees it sees them all
         for key in sorted(expected, key="space".__eq__):
             study.set_user_attr(key, expected[key])
@@ -120,20 +145,22 @@ def make_pruner(settings: SearchSettings, rungs: Rungs | None) -> optuna.pruners
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=factor)
 
 
-class Objective:
+class TrialScorer:
     """Score one proposed network; record everything about it on the trial and in MLflow."""
 
     def __init__(self, search: Search, claims: Claims, splits: DataSplits, tracker: Tracker, parent_run_id: str,
                  device: str):
-        self.space, self.data, self.splits, self.objective = search.space, search.data, splits, search.objective
+        self.space, self.data, self.splits, self.objectives = search.space, search.data, splits, search.objectives
         self.claims, self.tracker, self.parent_run_id, self.device = claims, tracker, parent_run_id, device
+        self.keys = objective_keys(self.objectives)
+        self.references: list[Reference] | None = None  # per rung, where an objective is standardised
         self.rungs, cache = search.rungs, search.settings.stores.cache
-        self.cache = ScoreCache(cache, search.data.label)
+        self.caches = [ScoreCache(cache, search.data.label)] if self.rungs is None else \
+            [ScoreCache(cache, self.rungs.rung_label(k)) for k in range(len(self.rungs))]
         if self.rungs is not None:
-            self.rung_caches = [ScoreCache(cache, self.rungs.rung_label(k)) for k in range(len(self.rungs))]
             self.kernels = ScoreCache(cache, self.rungs.label).directory / "kernels"
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         run_id = self.tracker.start_trial(self.parent_run_id, trial.number)
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -145,7 +172,33 @@ class Objective:
                 RETRY(trial.study, next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number))
             raise
 
-    def _score(self, trial: optuna.Trial, run_id: str) -> float:
+    def rung_scores(self, arch: Architecture) -> Iterator[tuple[Score, bool]]:
+        """The network's score at each rung (one without rungs), from the cache where it has them, and
+        whether it had; lazily, so that a pruned trial computes no higher rung."""
+        scorer: RungScorer | None = None
+
+        def compute(k: int) -> Score:
+            nonlocal scorer
+            if self.rungs is None:
+                return score(arch, self.splits, device=self.device)
+            scorer = scorer or RungScorer(arch, self.splits, self.rungs, self.device, self.kernels / f"{arch.hash}.npz")
+            return scorer.score(k)
+
+        for k, cache in enumerate(self.caches):
+            found = cache.get(arch.hash)
+            if found is None:
+                found = compute(k)
+                cache.put(found)
+                yield found, False
+            else:
+                yield found, True
+
+    def values(self, metrics: dict[str, float], rung: int) -> dict[str, float]:
+        """Each objective's value (higher is better), by its key."""
+        reference = None if self.references is None else self.references[rung]
+        return {key: o.value(metrics, reference) for key, o in zip(self.keys, self.objectives)}
+
+    def _score(self, trial: optuna.Trial, run_id: str) -> float | list[float]:
         try:
             arch = self.space.suggest(trial)
             check_candidate(arch, self.data.resolution)
@@ -158,64 +211,42 @@ class Objective:
         for key, value in {"arch_hash": arch.hash, "summary": arch.summary(), "name": arch.name,
                            "architecture": dict(arch.spec)}.items():
             trial.set_user_attr(key, value)
-        if self.rungs is None:
-            result, cached = self._cached_score(trial, run_id, arch, self.cache, lambda: score(
-                arch, self.splits, device=self.device))
-            record = _trial_record(result, cached)
-            for key, value in record.items():
-                trial.set_user_attr(key, value)
-        else:
-            result, cached, record = self._score_rungs(trial, run_id, arch)
-        self._log(trial, run_id, "COMPLETE", arch, record)
-        scores = result.metrics()
-        value = oriented(self.objective, scores[self.objective])
-        best = max([value, *_completed_values(trial.study)])
-        self.tracker.log(self.parent_run_id, step=trial.number, metrics={
-            **scores, f"best_{self.objective}": oriented(self.objective, best)})
-        shown = dict.fromkeys([self.objective, "cntk_val_accuracy"])
-        tqdm.write(f"trial {trial.number:>4}  " + "  ".join(f"{name} {scores[name]:.4f}" for name in shown) +
-                   f"  {'cached' if cached else f'{result.seconds:6.1f} s'}  {arch.name or arch.summary()}")
-        return value
-
-    def _cached_score(self, trial: optuna.Trial, run_id: str, arch: Architecture, cache: ScoreCache,
-                      compute: Callable[[], Score]) -> tuple[Score, bool]:
-        result = cache.get(arch.hash)
-        if result is not None:
-            return result, True
-        try:
-            result = compute()
-        except KernelError as error:
-            self._log(trial, run_id, "FAIL", arch, tags={"error": str(error)})
-            tqdm.write(f"trial {trial.number:>4}  failed: {error}")
-            raise
-        cache.put(result)
-        return result, False
-
-    def _score_rungs(self, trial: optuna.Trial, run_id: str, arch: Architecture) -> tuple[Score, bool, dict]:
-        """Score rung by rung, reporting each rung's score to the pruner; the trial's record is its highest
-        rung's scores, with the kernel time and pairs of all its rungs."""
-        scorer: RungScorer | None = None
-
-        def compute(k: int) -> Score:
-            nonlocal scorer
-            scorer = scorer or RungScorer(arch, self.splits, self.rungs, self.device, self.kernels / f"{arch.hash}.npz")
-            return scorer.score(k)
-
+        cost = self.space.cost(arch)
         seconds = pairs = 0.0
-        for k, train_size in enumerate(self.rungs.train_sizes):
-            result, cached = self._cached_score(trial, run_id, arch, self.rung_caches[k], lambda k=k: compute(k))
+        scores = self.rung_scores(arch)
+        for k in range(len(self.caches)):
+            try:
+                result, cached = next(scores)
+            except KernelError as error:
+                self._log(trial, run_id, "FAIL", arch, tags={"error": str(error)})
+                tqdm.write(f"trial {trial.number:>4}  failed: {error}")
+                raise
             seconds, pairs = seconds + result.seconds, pairs + result.pairs
-            record = {**_trial_record(result, cached), "kernel_seconds": seconds, "pairs": int(pairs),
-                      "pairs_per_second": pairs / seconds if seconds else 0.0, "rung": k}
+            values = self.values({**result.metrics(), **cost}, k)
+            # a sum's value is recorded beside the scores; a plain objective is one of them already
+            combined = {key: values[key] for key, o in zip(self.keys, self.objectives) if o.combined}
+            record = {**_trial_record(result, cached), **cost, **combined}
+            if self.rungs is not None:
+                record |= {"kernel_seconds": seconds, "pairs": int(pairs),
+                           "pairs_per_second": pairs / seconds if seconds else 0.0, "rung": k}
             for key, value in record.items():
                 trial.set_user_attr(key, value)
-            raw = result.metrics()[self.objective]
-            self.tracker.log(run_id, metrics={f"{self.objective}_by_rung": raw}, step=k)
-            trial.report(oriented(self.objective, raw), train_size)
-            if k < len(self.rungs) - 1 and trial.should_prune():
-                self._prune(trial, run_id, f"stopped at rung {k} ({train_size} training images): "
-                            f"{self.objective} {raw:.4f}", arch, record)
-        return result, cached, record
+            if self.rungs is not None:
+                key, train_size = self.keys[0], self.rungs.train_sizes[k]
+                self.tracker.log(run_id, metrics={f"{key}_by_rung": record[key]}, step=k)
+                trial.report(values[key], train_size)
+                if k < len(self.rungs) - 1 and trial.should_prune():
+                    self._prune(trial, run_id, f"stopped at rung {k} ({train_size} training images): "
+                                f"{key} {record[key]:.4f}", arch, record)
+        self._log(trial, run_id, "COMPLETE", arch, record)
+        best = {} if len(self.objectives) > 1 else {f"best_{self.keys[0]}": self.objectives[0].shown(
+            max([values[self.keys[0]], *_completed_values(trial.study)]))}
+        self.tracker.log(self.parent_run_id, step=trial.number,
+                         metrics={**result.metrics(), **cost, **combined, **best})
+        columns = dict.fromkeys([*self.keys, "cntk_val_accuracy"])
+        tqdm.write(f"trial {trial.number:>4}  " + "  ".join(f"{name} {record[name]:.4g}" for name in columns) +
+                   f"  {'cached' if cached else f'{seconds:6.1f} s'}  {arch.name or arch.summary()}")
+        return values[self.keys[0]] if len(self.objectives) == 1 else list(values.values())
 
     def _prune(self, trial: optuna.Trial, run_id: str, reason: str, arch: Architecture | None = None,
                record: dict | None = None) -> None:
@@ -280,23 +311,70 @@ def _device(device: str | None, worker: int) -> str:
     return f"cuda:{worker % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
 
 
+REFERENCE_DRAWS = 50 * REFERENCE_CELLS  # proposals drawn at most to find them (invalid ones are passed over)
+
+
+def _reference_cells(search: Search) -> list[tuple[dict[str, Any], Architecture]]:
+    """Up to :data:`REFERENCE_CELLS` distinct valid networks of the space, with their choices, drawn at random
+    with a fixed seed: the same for every study of the space."""
+    draw = optuna.create_study(sampler=make_sampler("random", search.space, REFERENCE_SEED))
+    cells: dict[str, tuple[dict[str, Any], Architecture]] = {}
+    for _ in range(REFERENCE_DRAWS):
+        trial = draw.ask()
+        try:
+            arch = search.space.suggest(trial)
+            check_candidate(arch, search.data.resolution)
+        except (InvalidCandidate, ArchitectureError):
+            continue
+        cells.setdefault(arch.hash, (trial.params, arch))
+        if len(cells) == REFERENCE_CELLS:
+            break
+    if len(cells) < 3:
+        raise NasCntkError(f"search space {search.space.path} has {len(cells)} valid network(s) at resolution "
+                           f"{search.data.resolution}: too few to standardise {objectives_label(search.objectives)}")
+    return list(cells.values())
+
+
+def load_references(search: Search, study: optuna.Study, scorer: TrialScorer) -> None:
+    """Give ``scorer`` the reference networks' statistics, per rung: from the study, where an earlier run or
+    another worker stored them, else scored now. Scored now, in a new study, they are queued as its first
+    trials, which then find their scores in the cache."""
+    if not search.standardised:
+        return
+    stored = study.user_attrs.get("reference")
+    if stored is None:
+        cells = _reference_cells(search)
+        values: list[list[dict[str, float]]] = [[] for _ in scorer.caches]
+        for _, arch in tqdm(cells, desc="reference networks", unit="network", smoothing=0, dynamic_ncols=True):
+            cost = search.space.cost(arch)
+            for k, (result, _) in enumerate(scorer.rung_scores(arch)):
+                values[k].append({**result.metrics(), **cost})
+        stored = {"networks": [arch.hash for _, arch in cells],
+                  "statistics": [reference(search.objectives, v) for v in values]}
+        if not study.get_trials(deepcopy=False):
+            for params, _ in cells:
+                study.enqueue_trial(params)
+        study.set_user_attr("reference", stored)
+    scorer.references = stored["statistics"]
+
+
 def _work(search: Search, worker: int, parent_run_id: str) -> None:
     """A spawned worker process: open its own study, tracker and data, then work on the study."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines say what happened to each trial
     study, claims = open_study(search, worker)
     try:
-        _optimize(search, study, claims, search.tracker(), search.data.load(search.settings.data_dir), worker,
-                  parent_run_id)
+        scorer = TrialScorer(search, claims, search.data.load(search.settings.data_dir), search.tracker(),
+                             parent_run_id, _device(search.settings.device, worker))
+        load_references(search, study, scorer)
+        _optimize(search, study, scorer, worker)
     except KeyboardInterrupt:  # Ctrl-C reaches every worker: the search process reports it, once
         pass
 
 
-def _optimize(search: Search, study: optuna.Study, claims: Claims, tracker: Tracker, splits: DataSplits,
-              worker: int, parent_run_id: str, bar: tqdm | None = None) -> None:
+def _optimize(search: Search, study: optuna.Study, scorer: TrialScorer, worker: int, bar: tqdm | None = None) -> None:
     """Run trials on the shared study until it has ``settings.trials`` finished trials and no trial waits to
     be run again; then see to the trials that other processes left running (:func:`_fail_dead_trials`)."""
     settings = search.settings
-    objective = Objective(search, claims, splits, tracker, parent_run_id, _device(settings.device, worker))
     parent_pid = os.getppid()
 
     def orphaned() -> bool:  # the search process was killed: stop after this trial
@@ -310,8 +388,11 @@ def _optimize(search: Search, study: optuna.Study, claims: Claims, tracker: Trac
         if bar is not None:
             bar.n = finished_trials(study)
             if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                best = oriented(search.objective, study.best_value)
-                bar.set_postfix_str(f"best {search.objective} {best:.4f}", refresh=False)
+                if len(search.objectives) == 1:
+                    best = search.objectives[0].shown(study.best_value)
+                    bar.set_postfix_str(f"best {scorer.keys[0]} {best:.4g}", refresh=False)
+                else:
+                    bar.set_postfix_str(f"Pareto front {len(study.best_trials)}", refresh=False)
             bar.refresh()
 
     def stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -320,7 +401,7 @@ def _optimize(search: Search, study: optuna.Study, claims: Claims, tracker: Trac
 
     while True:
         if pending() and not orphaned():
-            study.optimize(objective, catch=(KernelError,), callbacks=[stop_when_done, show_progress])
+            study.optimize(scorer, catch=(KernelError,), callbacks=[stop_when_done, show_progress])
         if orphaned() or not _fail_dead_trials(study, settings.heartbeat, say=worker == 0):
             return
 
@@ -430,18 +511,22 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
         return search, study
     parent_run_id = tracker.start_search(
         params={"space": space.name, "sampler": settings.sampler, "seed": settings.seed, "trials": settings.trials,
-                "workers": settings.workers, **vars(data)},
-        tags={"storage": masked(settings.stores.storage), "space_file": str(space.path)}, objective=search.objective)
+                "workers": settings.workers, "objective": objectives_label(search.objectives), **vars(data)},
+        tags={"storage": masked(settings.stores.storage), "space_file": str(space.path)},
+        objectives=[(key, not o.combined and orientation(o.text) < 0)
+                    for key, o in zip(objective_keys(search.objectives), search.objectives)])
     context = multiprocessing.get_context("spawn")  # CUDA and fork do not mix
     workers = [context.Process(target=_work, args=(search, k, parent_run_id), daemon=False)
                for k in range(1, settings.workers)]
     with tracker.ending(parent_run_id):
         try:
+            scorer = TrialScorer(search, claims, splits, tracker, parent_run_id, device)
+            load_references(search, study, scorer)  # before the workers start, which read them from the study
             for process in workers:
                 process.start()
             with tqdm(total=done + remaining, initial=done, desc="trials", unit="trial", smoothing=0,
                       dynamic_ncols=True) as bar:
-                _optimize(search, study, claims, tracker, splits, 0, parent_run_id, bar)
+                _optimize(search, study, scorer, 0, bar)
                 for process in workers:
                     process.join()
             failed = [k for k, process in enumerate(workers, 1) if process.exitcode]
@@ -452,7 +537,7 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
             for process in workers:
                 if process.is_alive():
                     process.terminate()
-            _log_summary(tracker, parent_run_id, study)
+            _log_summary(tracker, parent_run_id, study, search.objectives)
     return search, study
 
 
@@ -465,20 +550,29 @@ def _existing_study(search: Search) -> optuna.Study | None:
         return None
 
 
-def _log_summary(tracker: Tracker, parent_run_id: str, study: optuna.Study) -> None:
-    """The parent run's summary: the leaderboard as CSV and the optimisation history as a plot."""
+def _log_summary(tracker: Tracker, parent_run_id: str, study: optuna.Study, objectives: tuple[Objective, ...]) -> None:
+    """The parent run's summary: the leaderboard as CSV, and the optimisation history (one objective) or the
+    Pareto front (several) as a plot, whose trials' runs are tagged ``pareto_front``."""
     import matplotlib.pyplot as plt  # only here: a second or two of import that scoring never needs
+    from optuna.visualization.matplotlib import plot_optimization_history, plot_pareto_front
 
     table = leaderboard(study)
     metrics = {"finished_trials": finished_trials(study)}
-    figure = None
+    figures = {}
+    keys = objective_keys(objectives)
     if len(table):
-        # at the last trial's step: the latest value of the per-trial series is the study's best
-        tracker.log(parent_run_id, metrics={f"best_{table.attrs['objective']}": float(table["score"].iloc[0])},
-                    step=study.get_trials(deepcopy=False)[-1].number)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            figure = optuna.visualization.matplotlib.plot_optimization_history(study).figure
-    tracker.log_search_summary(parent_run_id, table, figure, metrics)
-    if figure is not None:
+            if len(objectives) == 1:
+                # at the last trial's step: the latest value of the per-trial series is the study's best
+                tracker.log(parent_run_id, metrics={f"best_{keys[0]}": float(table[keys[0]].iloc[0])},
+                            step=study.get_trials(deepcopy=False)[-1].number)
+                figures["optimization_history.png"] = plot_optimization_history(study).figure
+            else:
+                metrics["pareto_front"] = int(table["front"].eq(1).sum())
+                tracker.tag([t.user_attrs["mlflow_run_id"] for t in study.best_trials], "pareto_front", "true")
+                if len(objectives) <= 3:  # what Optuna plots
+                    figures["pareto_front.png"] = plot_pareto_front(study, target_names=keys).figure
+    tracker.log_search_summary(parent_run_id, table, figures, metrics)
+    for figure in figures.values():
         plt.close(figure)

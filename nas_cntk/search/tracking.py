@@ -8,9 +8,10 @@ attribute ``mlflow_run_id``) and from the run (tags ``study``, ``trial_number`` 
 What the MLflow UI needs to show a study without digging: the experiment is tagged as model
 training (MLflow 3 opens untagged experiments as GenAI traces); trial runs are not nested under the
 search run, so the runs page lists every trial; each trial run lasts as long as its trial (it is
-created when the trial starts); the search run holds each trial's scores with the trial number as
-the step, so its charts are the optimisation history; and a shared view of the runs page
-(:data:`RUNS_VIEW`) shows the score columns, best first.
+created when the trial starts) and logs its scores with the trial number as the step, so the runs
+page's chart view plots each trial at its number; the search run holds every trial's scores the same
+way, so its own charts are the optimisation history; and a shared view of the runs page
+(:data:`RUNS_VIEW`) shows the trials alone (:data:`TRIAL_RUNS`) with the score columns, best first.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +34,6 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import DBAPIError
 
 from nas_cntk.errors import TrackingError
-from nas_cntk.scoring.measures import direction
 from nas_cntk.search.stores import created_safely, masked
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
@@ -41,8 +41,9 @@ RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/expe
 # The UI's own switch between its GenAI and model-training layouts, which it keeps per browser, not per experiment.
 TRAINING_LAYOUT = "workflowType=machine_learning"
 # The runs page's columns in that view, best CNTK score first; trained accuracies are added as they appear.
-VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "best_cntk_val_accuracy", "kernel_seconds")
+VIEW_METRICS = ("cntk_val_accuracy", "nngp_val_accuracy", "flops", "kernel_seconds")
 VIEW_PARAMS = ("network",)
+TRIAL_RUNS = "tags.trial_number IS NOT NULL"  # the view's filter: the trials' runs, not the search's
 
 for _name in ("mlflow", "alembic"):  # table creation and migration chatter on every new store
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -140,8 +141,12 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------ a study's runs
 
-    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str], objective: str) -> str:
-        self.share_runs_view(objective=objective)
+    def start_search(self, params: Mapping[str, Any], tags: Mapping[str, str],
+                     objectives: Sequence[tuple[str, bool]]) -> str:
+        """The search's run. The runs view leads with the objectives' metrics, ordered by the first, best first
+        (``(metric, ascending)``: lowest first if ascending); with several, the Pareto front's tag beside."""
+        self.share_runs_view(metrics=tuple(key for key, _ in objectives[1:]), objective=objectives[0],
+                             tags=("pareto_front",) if len(objectives) > 1 else ())
         return self.start_run(f"search {time.strftime('%Y-%m-%d %H:%M:%S')}", params=params,
                               tags={"study": self.experiment, **tags})
 
@@ -152,38 +157,46 @@ class Tracker:
 
     def log_trial(self, run_id: str, *, params: Mapping[str, Any], metrics: Mapping[str, float],
                   tags: Mapping[str, str], architecture_json: str | None) -> None:
-        """What a trial found, in its run (the caller ends the run)."""
-        self.log(run_id, params=params, metrics=metrics)
+        """What a trial found, in its run at the trial's number as the step (the caller ends the run)."""
+        step = int(self.client.get_run(run_id).data.tags["trial_number"])
+        self.log(run_id, params=params, metrics=metrics, step=step)
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         if architecture_json is not None:
             self.log_text(run_id, architecture_json, "architecture.json")
 
-    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: str | None = None) -> None:
+    def tag(self, run_ids: list[str], key: str, value: str) -> None:
+        for run_id in run_ids:
+            self.client.set_tag(run_id, key, value)
+
+    def share_runs_view(self, metrics: tuple[str, ...] = (), objective: tuple[str, bool] | None = None,
+                        tags: tuple[str, ...] = ()) -> None:
         """The runs page as :data:`RUNS_VIEW` shows it: the objective and score columns, those it showed
-        already (trained accuracies) and ``metrics``, best objective first (the view's own order where
-        none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey`` link
-        opens."""
+        already (trained accuracies), ``metrics`` and ``tags``, best objective first (the view's own order
+        where none is given). MLflow keeps a shared view as an experiment tag that a ``viewStateShareKey``
+        link opens."""
         key = f"mlflow.sharedViewState.{RUNS_VIEW}"
         text = self.client.get_experiment(self.experiment_id).tags.get(key)
         shown = None if text is None else json.loads(text)
-        leading = () if objective is None else (objective, f"best_{objective}")
-        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *VIEW_METRICS, *metrics)),
+        leading = () if objective is None else (objective[0],)
+        columns = dict.fromkeys([*(f"metrics.`{m}`" for m in (*leading, *metrics, *VIEW_METRICS)),
+                                 *(f"tags.`{t}`" for t in tags),
                                  *([] if shown is None else shown["selectedColumns"]),
                                  *(f"params.`{p}`" for p in VIEW_PARAMS)])
-        order = ((f"metrics.`{objective}`", direction(objective) < 0) if objective is not None
+        order = ((f"metrics.`{objective[0]}`", objective[1]) if objective is not None
                  else (shown["orderByKey"], shown["orderByAsc"]) if shown is not None
                  else (f"metrics.`{VIEW_METRICS[0]}`", False))
-        view = {"orderByKey": order[0], "orderByAsc": order[1], "selectedColumns": list(columns),
-                "runsHiddenMode": "SHOW_ALL"}
+        view = {"searchFilter": TRIAL_RUNS, "orderByKey": order[0], "orderByAsc": order[1],
+                "selectedColumns": list(columns), "runsHiddenMode": "SHOW_ALL"}
         self.client.set_experiment_tag(self.experiment_id, key, json.dumps(view))
 
-    def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, history_figure: Any | None,
+    def log_search_summary(self, run_id: str, leaderboard: pd.DataFrame, figures: Mapping[str, Any],
                            metrics: Mapping[str, float]) -> None:
+        """The leaderboard as ``leaderboard.csv``, ``figures`` by file name, and the study's ``metrics``."""
         self.log(run_id, metrics=metrics)
         self.log_text(run_id, leaderboard.to_csv(index=False), "leaderboard.csv")
-        if history_figure is not None:
-            self.log_figure(run_id, history_figure, "optimization_history.png")
+        for path, figure in figures.items():
+            self.log_figure(run_id, figure, path)
 
     def log_trained(self, run_id: str, label: str, settings: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         """A trained network's result in its trial's run, under ``trained.LABEL.``: other labels are kept.
@@ -193,14 +206,14 @@ class Tracker:
         now = int(time.time() * 1000)
         curves = [Metric(f"{prefix}{name}", float(value), now, epoch)
                   for name in ("train_loss", "train_accuracy") for epoch, value in enumerate(result[name], 1)]
+        tags = self.client.get_run(run_id).data.tags
+        step = int(tags.get("trial_number", 0))
         self.log(run_id, params={f"{prefix}{k}": v for k, v in settings.items()},
-                 metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")})
+                 metrics={f"{prefix}{k}": result[k] for k in ("test_accuracy", "seconds", "parameters")}, step=step)
         self.client.log_batch(run_id, metrics=curves)
         self.client.set_tag(run_id, f"{prefix}device", result["device"])
-        tags = self.client.get_run(run_id).data.tags
         if "search_run_id" in tags:
-            self.log(tags["search_run_id"], metrics={f"{prefix}test_accuracy": result["test_accuracy"]},
-                     step=int(tags["trial_number"]))
+            self.log(tags["search_run_id"], metrics={f"{prefix}test_accuracy": result["test_accuracy"]}, step=step)
         self.share_runs_view((f"{prefix}test_accuracy",))
 
     def latest_search_run(self) -> str:
@@ -221,10 +234,11 @@ class Tracker:
 
 
 def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
-    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``."""
+    """Each study's runs page in the shared view, on the MLflow UI at ``ui``, for the store at ``uri``;
+    the most recently created study first."""
     client = MlflowClient(uri)
     try:
-        experiments = client.search_experiments()
+        experiments = client.search_experiments(order_by=["creation_time DESC"])
     except MlflowException as error:
         raise TrackingError(f"MLflow tracking store {masked(uri)}: {error.message.splitlines()[0]}") from None
     return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"

@@ -11,19 +11,15 @@ runs searches over the table's cells and looks up their picks (``nas-cntk search
 The names below are the package's public face, each imported from its module on first use.
 
 May import: :mod:`nas_cntk.search`, :mod:`nas_cntk.scoring`, :mod:`nas_cntk.kernels`,
-:mod:`nas_cntk.description`, :mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`.
+:mod:`nas_cntk.description`, :mod:`nas_cntk.data`, :mod:`nas_cntk.errors`, :mod:`nas_cntk.checks`, :mod:`nas_cntk.lazy`.
 """
-import importlib
+from nas_cntk.lazy import LazyNames
 
-_PUBLIC = {"PARAMETERIZATIONS": "settings", "SCHEDULES": "settings",
-           "TrainSettings": "settings", "run_correlation": "results", "run_training": "results",
-           "EXPERIMENT": "benchmark", "BenchmarkSettings": "benchmark", "format_report": "benchmark",
-           "run_benchmark": "benchmark", "SearchBenchmarkSettings": "search_benchmark",
-           "run_search_benchmark": "search_benchmark"}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_public = LazyNames(__name__, {
+    "PARAMETERIZATIONS": "settings", "SCHEDULES": "settings", "TrainSettings": "settings",
+    "run_correlation": "results", "run_training": "results",
+    "EXPERIMENT": "benchmark", "BenchmarkSettings": "benchmark", "format_report": "benchmark",
+    "run_benchmark": "benchmark",
+    "SearchBenchmarkSettings": "search_benchmark", "run_search_benchmark": "search_benchmark",
+})
+__getattr__, __all__ = _public, _public.names

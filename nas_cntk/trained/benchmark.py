@@ -36,16 +36,19 @@ from nas_cntk.kernels import plan
 from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.search.cache import JsonFiles, ScoreCache
+from nas_cntk.search.objectives import Objective, reference
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.baselines import naswot, synflow
 from nas_cntk.trained.correlation import Correlation, correlate, correlation_figure
+from nas_cntk.trained.edge_pairs import PairAgreement, agreement, format_agreements, one_edge_pairs
 
 ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
 TRAINED_LABEL = "CIFAR-10 test accuracy after 200 epochs (%)"
 BASELINES = ("flops", "parameters", "naswot", "synflow")  # of the benchmark's trained network: higher ranks higher
+OBJECTIVE = "objective"  # the column of an objective that sums standardised terms
 PROXY_IMAGES = 128  # NASWOT's batch on NAS-Bench-201 (Mellor et al.)
 
 # Kendall tau / Spearman rho with CIFAR-10 test accuracy over the whole space (15,625 networks), as
@@ -63,7 +66,7 @@ class BenchmarkSettings:
     seed: int                   # of the sample and the bootstrap (the data's own seed is in `data`)
     cells_per_stage: int        # the benchmark trains 5; fewer is a cheaper proxy
     data: DataSettings
-    objective: str              # the default score, shown first and against FLOPs
+    objective: str              # the space's objective, shown first and against FLOPs (a sum: over this sample)
     stores: Stores              # the score cache, the MLflow store and its local artifacts
     out: Path | None = None     # the per-architecture CSV; default trials_dir/benchmark/LABEL.csv
     kernels: Path | None = None  # a folder for the kernel matrices of the architectures scored now
@@ -82,12 +85,18 @@ class BenchmarkSettings:
         cells = checks.integer(space.cells_per_stage if cells_per_stage is None else cells_per_stage,
                                "--cells-per-stage")
         return cls(table, sample, seed, cells, space.data_settings(train_size, val_size, resolution, seed, zca),
-                   space.objective, stores, out, kernels, data_dir, device)
+                   space.objectives[0], stores, out, kernels, data_dir, device)
 
     @property
     def label(self) -> str:
         """Names the run and its CSV, e.g. ``nb201-n1-t200-v100-r8-s0-k200``."""
         return f"nb201-n{self.cells_per_stage}-{self.data.label}-k{self.sample or 'all'}"
+
+    @property
+    def objective_column(self) -> str:
+        """The objective's column: a score's own, or :data:`OBJECTIVE` for a sum."""
+        objective = Objective.parse(self.objective)
+        return OBJECTIVE if objective.combined else objective.names[0]
 
     @property
     def out_path(self) -> Path:
@@ -101,6 +110,8 @@ class BenchmarkResult:
     scores: pd.DataFrame                    # one row per sampled architecture, in sample order
     correlations: dict[str, Correlation]    # by score (SCORE_NAMES, then BASELINES) with the trained accuracy
     size_share: Correlation                 # the default score with FLOPs
+    pairs: pd.DataFrame                     # the sample's cells that differ in one edge (positions in `scores`)
+    edge_pairs: dict[str, PairAgreement]    # by score, as `correlations`: how each orders those pairs
     computed: int                           # architectures scored now (the others came from the cache)
     wall_seconds: float
     run_id: str
@@ -183,13 +194,14 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
                                        None if settings.kernels is None else settings.kernels / f"{arch.hash}.npz")
                     cache.put(scores[i])
                     bar.update()
-                    shown = dict.fromkeys([settings.objective, "cntk_val_accuracy"])
+                    shown = dict.fromkeys([*(n for n in Objective.parse(settings.objective).names if n in SCORE_NAMES),
+                                           "cntk_val_accuracy"])
                     values = scores[i].metrics()
                     tqdm.write(f"{i + 1:>5}/{len(archs)}  " + "  ".join(f"{n} {values[n]:.4f}" for n in shown) +
                                f"  trained {sample[TRAINED].iloc[i]:6.2f}  {scores[i].seconds:6.1f} s  {arch.name}")
                 baselines.append(_baselines(sample[ARCH].iloc[i], proxy_data, settings, baseline_cache))
                 _log_architecture(tracker, run_id, sample.iloc[i], arch, scores[i], baselines[i], cached[i])
-        frame = _score_table(sample, archs, scores, baselines, cached)
+        frame = _score_table(sample, archs, scores, baselines, cached, Objective.parse(settings.objective))
         out = settings.out_path
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
@@ -197,12 +209,16 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
         indexed = frame.set_index(ARCH)
         try:
             correlations = {name: correlate(_ranked(indexed, name), indexed[TRAINED], seed=settings.seed)
-                            for name in (*SCORE_NAMES, *BASELINES)}
-            size_share = correlate(_ranked(indexed, settings.objective), indexed["flops"], seed=settings.seed)
+                            for name in dict.fromkeys([settings.objective_column, *SCORE_NAMES, *BASELINES])}
+            size_share = correlate(_ranked(indexed, settings.objective_column), indexed["flops"], seed=settings.seed)
         except NasCntkError as error:
             raise NasCntkError(f"{error}; the scores are in {out}") from None
-        result = BenchmarkResult(settings, len(table), frame, correlations, size_share, cached.count(False),
-                                 time.perf_counter() - started, run_id)
+        pairs = one_edge_pairs(list(frame[ARCH]))
+        trained = frame[TRAINED].to_numpy(float)
+        edge_pairs = {name: agreement(_ranked(frame, name).to_numpy(float), trained, pairs, seed=settings.seed)
+                      for name in correlations} if len(pairs) else {}
+        result = BenchmarkResult(settings, len(table), frame, correlations, size_share, pairs, edge_pairs,
+                                 cached.count(False), time.perf_counter() - started, run_id)
         _finish_run(tracker, result)
     return result
 
@@ -235,17 +251,27 @@ def _proxy_images(data: DataSettings, data_dir: str | None) -> torch.Tensor:
 
 
 def _ranked(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A score's column oriented so that higher is better (the baselines already are)."""
-    return frame[name] if name in BASELINES else direction(name) * frame[name]
+    """A score's column oriented so that higher is better (the baselines and a sum already are)."""
+    return direction(name) * frame[name] if name in SCORE_NAMES else frame[name]
+
+
+def _label(name: str) -> str:
+    return ranking_label(name) if name in SCORE_NAMES else name
 
 
 def _score_table(sample: pd.DataFrame, archs: list[Architecture], scores: list[Score],
-                 baselines: list[dict[str, float]], cached: list[bool]) -> pd.DataFrame:
-    return pd.DataFrame([{
+                 baselines: list[dict[str, float]], cached: list[bool], objective: Objective) -> pd.DataFrame:
+    """One row per architecture; a sum objective's value (standardised over the sample) in :data:`OBJECTIVE`."""
+    frame = pd.DataFrame([{
         ARCH: row[ARCH], TRAINED: row[TRAINED], SEEDS: row[SEEDS], **s.metrics(), **b,
         "kernel_seconds": s.seconds, "device": s.device, "cached": was_cached, "hash": arch.hash,
         "connected": nasbench201.connected(nasbench201.parse_genotype(row[ARCH])),
     } for (_, row), arch, s, b, was_cached in zip(sample.iterrows(), archs, scores, baselines, cached)])
+    if objective.combined:
+        rows = frame.to_dict("records")
+        statistics = reference([objective], rows)
+        frame.insert(3, OBJECTIVE, [objective.value(row, statistics) for row in rows])
+    return frame
 
 
 # ------------------------------------------------------------------------------------------------ MLflow
@@ -274,17 +300,19 @@ def _log_architecture(tracker: Tracker, parent_run_id: str, row: pd.Series, arch
 def _finish_run(tracker: Tracker, result: BenchmarkResult) -> None:
     metrics = {f"correlation.{name}.{key}": value for name, c in result.correlations.items()
                for key, value in c.to_dict().items()}
-    metrics |= {f"correlation.{result.settings.objective}_with_flops.{key}": value
+    metrics |= {f"correlation.{result.settings.objective_column}_with_flops.{key}": value
                 for key, value in result.size_share.to_dict().items()}
+    metrics |= {f"one_edge.{name}.{key}": value for name, a in result.edge_pairs.items()
+                for key, value in a.to_dict().items() if math.isfinite(value)}
     seconds = result.scores["kernel_seconds"]
     metrics |= {"kernel_seconds_mean": seconds.mean(), "kernel_seconds_total": seconds.sum(),
                 "computed": result.computed, "wall_seconds": result.wall_seconds}
     tracker.log(result.run_id, metrics=metrics)
     tracker.log_text(result.run_id, format_report(result), "report.txt")
     frame = result.scores.set_index(ARCH)
-    for name in (result.settings.objective, "cntk_val_accuracy", "flops"):
+    for name in dict.fromkeys([result.settings.objective_column, "cntk_val_accuracy", "flops"]):
         figure = correlation_figure(_ranked(frame, name), frame[TRAINED], result.correlations[name],
-                                    kernel_label=name if name in BASELINES else ranking_label(name),
+                                    kernel_label=_label(name),
                                     trained_label=TRAINED_LABEL)
         tracker.log_figure(result.run_id, figure, f"correlation_{name}.png")
 
@@ -309,12 +337,16 @@ def format_report(result: BenchmarkResult) -> str:
     c = result.correlations
     rows = [(f"this sample (n={len(frame)}, {confidence * 100:g}% bootstrap intervals)", "", ""),
             ("  kernel scores, one kernel pass (- : lower is better)", "", "")]
-    rows += [(f"    {ranking_label(name)}{' (default)' if name == s.objective else ''}", str(c[name].kendall),
+    key = s.objective_column
+    rows += [(f"    {ranking_label(name)}{' (default)' if name == key else ''}", str(c[name].kendall),
               str(c[name].spearman)) for name in SCORE_NAMES]
+    if key == OBJECTIVE:
+        rows += [(f"  the default objective, {s.objective} (terms standardised over this sample)",
+                  str(c[key].kendall), str(c[key].spearman))]
     rows += [("  the trained network (16/32/64 channels, 5 cells per stage): size, and proxies at initialisation",
               "", "")]
     rows += [(f"    {name}", str(c[name].kendall), str(c[name].spearman)) for name in BASELINES]
-    rows += [(f"  {ranking_label(s.objective)} with FLOPs (how much of it is size)", str(result.size_share.kendall),
+    rows += [(f"  {_label(key)} with FLOPs (how much of it is size)", str(result.size_share.kendall),
               str(result.size_share.spearman))]
     rows += [("published, whole space (15,625 architectures; not measured here)", "", "")]
     rows += [(f"  {name}", f"{tau:.2f}", f"{rho:.2f}") for name, tau, rho in (*PUBLISHED, SEED_AGREEMENT)]
@@ -322,7 +354,12 @@ def format_report(result: BenchmarkResult) -> str:
     columns = max(len(r[1]) for r in rows)
     lines = [f"{'':<{width}}  {'Kendall tau':<{columns}}  Spearman rho"]
     lines += [f"{a:<{width}}  {b:<{columns}}  {c}".rstrip() for a, b, c in rows]
-    shown = dict.fromkeys([s.objective, "cntk_val_accuracy", "flops"])
+    shown = dict.fromkeys([key, "cntk_val_accuracy", "flops"])
     tail = ["", *(f"{name}: precision@{c[name].top_k} {c[name].precision_at_k}; regret of its pick "
                   f"{c[name].regret:.2f} points (picks {c[name].kernel_pick})" for name in shown)]
+    if result.edge_pairs:
+        labels = {_label(name): a for name, a in result.edge_pairs.items()}
+        tail += ["", format_agreements(labels, result.pairs)]
+    else:
+        tail += ["", "one-edge pairs: no two cells of the sample differ in one edge"]
     return "\n".join(head + lines + tail)

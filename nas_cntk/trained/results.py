@@ -21,8 +21,8 @@ from nas_cntk import checks
 from nas_cntk.data import DataSettings, DataSplits, load_training_data
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError, TrainingDiverged
-from nas_cntk.scoring.measures import check_score_name, oriented, ranking_label
-from nas_cntk.search.leaderboard import distinct_trials, study_objective, trial_architecture
+from nas_cntk.search.leaderboard import distinct_trials, study_objectives, trial_architecture
+from nas_cntk.search.objectives import NAMES, objective_keys, orientation
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import correlate, correlation_figure, format_correlation
@@ -45,7 +45,7 @@ def select(study: optuna.Study, *, top: int | None = None, trials: list[int] | N
         for number in trials:
             if number not in by_number or by_number[number].state != TrialState.COMPLETE:
                 state = by_number[number].state.name if number in by_number else "not in the study"
-                raise NasCntkError(f"--trials: trial {number} of study {study.study_name!r} has no kernel score "
+                raise NasCntkError(f"--trial-numbers: trial {number} of study {study.study_name!r} has no kernel score "
                                    f"({state})")
         return [by_number[number] for number in dict.fromkeys(trials)]
     if sample is not None:
@@ -104,15 +104,16 @@ def architecture_id(trial: FrozenTrial) -> str:
 
 
 def study_scores(study: optuna.Study, score: str) -> pd.DataFrame:
-    """One row per distinct architecture: id, hash, name, trial and its kernel score, oriented so that
-    higher is better (:func:`nas_cntk.scoring.measures.oriented`)."""
+    """One row per distinct architecture: id, hash, name, trial and its score (a kernel score, a cost or the
+    value of a sum the study maximised), oriented so that higher is better."""
+    sign = orientation(score) if score in NAMES else 1
     rows = []
     for t in distinct_trials(study):
         if score not in t.user_attrs:
             raise NasCntkError(f"trial {t.number} of study {study.study_name!r} has no {score} (scored before it was "
                                "recorded); correlate another score with --score")
         rows.append({"id": architecture_id(t), "hash": t.user_attrs["arch_hash"], "name": t.user_attrs.get("name"),
-                     "trial": t.number, "kernel": oriented(score, t.user_attrs[score])})
+                     "trial": t.number, "kernel": sign * t.user_attrs[score]})
     return pd.DataFrame(rows, columns=["id", "hash", "name", "trial", "kernel"])
 
 
@@ -235,19 +236,22 @@ def run_correlation(stores: Stores, *, study: str | None = None, label: str | No
                     top_k: int | None = None, resamples: int = 2000, seed: int = 0,
                     out: str | None = None) -> CorrelationRun:
     """Correlate a study's kernel scores with its trained accuracies (or a CSV's); plot and log it."""
-    if score is not None:
-        check_score_name(score, "--score")
+    if score is not None and score not in NAMES and not score.startswith("objective"):
+        raise NasCntkError(f"--score: expected one of {', '.join(NAMES)} or the study's objective, got {score!r}")
     found = stores.study(study)
+    keys = objective_keys(study_objectives(found))
+    if score is not None and score not in (*NAMES, *keys):
+        raise NasCntkError(f"--score: study {found.study_name!r} has no {score!r} (its objectives: {', '.join(keys)})")
     if trained_csv:
         trained_scores, label = external_trained(trained_csv, column), f"csv-{Path(trained_csv).stem}"
     else:
         label = choose_label(found, label)
         trained_scores = study_trained(found, label)
-    score = score or study_objective(found)
+    score = score or keys[0]
     table = pair(study_scores(found, score), trained_scores)
     by_id = table.set_index("id")
     result = correlate(by_id["kernel"], by_id["trained"], top_k=top_k, resamples=resamples, seed=seed)
-    kernel_label = ranking_label(score)
+    kernel_label = score if score not in NAMES or orientation(score) > 0 else f"-{score}"
     report = (f"study {found.study_name}, {kernel_label} vs trained test accuracy ({label})\n"
               f"{format_correlation(result)}")
     if result.n < FEW_FOR_A_RANKING:

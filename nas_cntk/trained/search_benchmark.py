@@ -23,6 +23,7 @@ from scipy import stats
 from nas_cntk.data import DataSettings
 from nas_cntk.description import nasbench201
 from nas_cntk.search.leaderboard import leaderboard
+from nas_cntk.search.objectives import file_label
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
@@ -66,8 +67,8 @@ class SearchBenchmarkSettings:
         space = load_space(SPACE)
         train_size = rungs[-1] if train_size is None and rungs else train_size
         return cls(table, trials, seeds, space.data_settings(train_size, val_size, resolution, seed, zca),
-                   objective or space.objective, sampler, stores, rungs, pruner, reduction_factor, out, data_dir,
-                   device)
+                   objective or ",".join(space.objectives), sampler, stores, rungs, pruner, reduction_factor, out,
+                   data_dir, device)
 
     @property
     def label(self) -> str:
@@ -75,7 +76,7 @@ class SearchBenchmarkSettings:
         ``nb201-search-cntk_alignment-tpe-T100-t200-v100-r8-s0`` (and ``-sh2-rungs50-100-200`` with rungs)."""
         sizes = "-".join(map(str, self.rungs or ()))
         rungs = "" if self.rungs is None else f"-{self.pruner}{self.reduction_factor}-rungs{sizes}"
-        return f"nb201-search-{self.objective}-{self.sampler}-T{self.trials}-{self.data.label}{rungs}"
+        return f"nb201-search-{file_label(self.objective)}-{self.sampler}-T{self.trials}-{self.data.label}{rungs}"
 
     @property
     def out_path(self) -> Path:
@@ -85,9 +86,10 @@ class SearchBenchmarkSettings:
         d = self.data
         return SearchSettings(SPACE, self.stores, study=f"{self.label}-seed{seed}", trials=self.trials,
                               sampler=self.sampler, seed=seed, data_seed=d.seed, train_size=d.train_size,
-                              val_size=d.val_size, resolution=d.resolution, zca=d.zca, objective=self.objective,
-                              cells=cells, rungs=self.rungs, pruner=self.pruner,
-                              reduction_factor=self.reduction_factor, data_dir=self.data_dir, device=self.device)
+                              val_size=d.val_size, resolution=d.resolution, zca=d.zca,
+                              objectives=tuple(self.objective.split(",")), cells=cells, rungs=self.rungs,
+                              pruner=self.pruner, reduction_factor=self.reduction_factor, data_dir=self.data_dir,
+                              device=self.device)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 from nas_cntk import checks
+from nas_cntk.data import TEST_IMAGES
 from nas_cntk.errors import NasCntkError
 
 SCHEDULES = ("onecycle", "cosine")
@@ -26,7 +26,7 @@ class TrainSettings:
     schedule: str = "onecycle"
     parameterization: str = "ntk"
     train_size: int | None = None    # None: the whole training split but the search's validation images
-    test_size: int = 10000
+    test_size: int = TEST_IMAGES
     resolution: int = 32
     augment: bool = True             # random crops (padding resolution / 8) and horizontal flips
     seed: int = 0
@@ -35,16 +35,12 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
             checks.integer(getattr(self, name), f"--{name.replace('_', '-')}")
-        for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
-                raise NasCntkError(f"--{name.replace('_', '-')}: expected a finite number "
-                                   f"{'> 0' if name == 'lr' else '>= 0'}, got {value}")
-        if self.schedule not in SCHEDULES:
-            raise NasCntkError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise NasCntkError(f"--parameterization: expected one of {', '.join(PARAMETERIZATIONS)}, "
-                               f"got {self.parameterization!r}")
+        for name in ("momentum", "weight_decay"):
+            checks.number(getattr(self, name), f"--{name.replace('_', '-')}")
+        if not checks.is_number(self.lr) or self.lr == 0:
+            raise NasCntkError(f"--lr: expected a finite number > 0, got {self.lr}")
+        checks.one_of(self.schedule, SCHEDULES, "--schedule")
+        checks.one_of(self.parameterization, PARAMETERIZATIONS, "--parameterization")
 
     @property
     def label(self) -> str:

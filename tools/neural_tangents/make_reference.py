@@ -45,6 +45,10 @@ def conv(k: int, **stds: float) -> dict[str, Any]:
     return {"op": "conv", "kernel": k, **stds}
 
 
+def dil_conv(k: int, **stds: float) -> dict[str, Any]:
+    return {"op": "dil_conv", "kernel": k, "dilation": 2, **stds}
+
+
 RELU = {"op": "relu"}
 POOL2 = {"op": "avg_pool", "window": 2}
 
@@ -85,6 +89,11 @@ CASES: list[tuple[dict[str, Any], tuple[int, int, int, int], int | None]] = [
     (arch("flatten_last_conv", "flatten", [conv(3), RELU, conv(3), RELU, conv(3)]), (3, 3, 8, 8), 2),
     (arch("gap_last_conv", "gap", [conv(3), RELU, conv(5), RELU, conv(3)], b=0.1), (3, 3, 8, 8), 2),
     (arch("gap_one_channel", "gap", [conv(3), RELU, conv(3), RELU]), (3, 1, 8, 8), 2),
+    # dilated convs, on the polyphase components (stax_mapping.py's docstring)
+    (arch("gap_dilated", "gap", [conv(1), RELU, dil_conv(3), RELU, dil_conv(5), RELU]), (3, 3, 8, 8), 2),
+    (arch("flatten_dilated_residual_self", "flatten", [conv(1), residual(RELU, dil_conv(3)), RELU,
+                                                       dil_conv(5, weight_std=1.1, bias_std=0.2), RELU], b=0.1),
+     (4, 3, 8, 6), None),
 ]
 
 
@@ -99,9 +108,9 @@ def check_exact(layers: list[dict[str, Any]], gaussian: bool = False) -> bool:
             gaussian = False
         elif op == "residual":
             assert gaussian, "a residual with a non-Gaussian branch point"
-            assert layer["body"][-1]["op"] == "conv", "a residual body not ending in a conv"
+            assert layer["body"][-1]["op"] in ("conv", "dil_conv"), "a residual body not ending in a conv"
             check_exact(layer["body"], True)
-        elif op == "conv":
+        elif op in ("conv", "dil_conv"):
             gaussian = True
     return gaussian
 

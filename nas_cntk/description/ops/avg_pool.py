@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_cntk.description.grid import Grid
-from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext, check_keys, integer
+from nas_cntk.description.grid import AxisMap, Grid
+from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext, ProgramContext, check_keys, integer
 from nas_cntk.errors import ArchitectureError
 
 
@@ -101,3 +101,43 @@ class AvgPool(Op):
         if self.same_size:
             return F.avg_pool2d(mean[:, None], self.window, 1, self.window // 2, count_include_pad=False)[:, 0]
         return F.avg_pool2d(mean[:, None], self.window)[:, 0]
+
+    def emit_moments(self, sigma, theta, ctx: ProgramContext):
+        if self.same_size:
+            axes = ctx.grid_in.window_average_axes(self.window // 2, ctx.grid_out)
+        else:
+            axes = ctx.grid_in.average_pool_axes(self.window, ctx.grid_out)
+        return (ctx.program.linear(sigma, ctx.grid_out, *axes),
+                None if theta is None else ctx.program.linear(theta, ctx.grid_out, *axes))
+
+    def emit_cross(self, cross: Cross | None, ctx: ProgramContext, fork: Fork) -> Cross | None:
+        if cross is None:
+            return None
+        second = ctx.grid_in.window_average_axes(self.window // 2, ctx.grid_out, first=False, second=True)
+        first = ctx.grid_in.window_average_axes(self.window // 2, ctx.grid_out, first=True, second=False)
+        return Cross(*(None if t is None else ctx.program.linear(t, ctx.grid_out, *side)
+                       for t, side in zip(cross.parts(), (second, first, second, first))))
+
+    def emit_mean(self, mean, ctx: ProgramContext):
+        if mean is None:
+            return None
+        (height, width), out = (ctx.grid_in.height, ctx.grid_in.width), ctx.grid_out
+        return ctx.program.linear(mean, Grid.diagonal(out.height, out.width), self._mean_axis(height, out.height),
+                                  self._mean_axis(width, out.width))
+
+    def _mean_axis(self, size: int, size_out: int) -> AxisMap:
+        """:meth:`mean`'s pool on one axis of one image: the average over the window's pixels inside
+        the image (``count_include_pad=False``), separable since the count is."""
+        def entries() -> tuple[int, list[int], list[int], list[float]]:
+            rows, cols, values = [], [], []
+            for i in range(size_out):
+                if self.same_size:
+                    window = range(max(0, i - self.window // 2), min(size, i + self.window // 2 + 1))
+                else:
+                    window = range(self.window * i, self.window * i + self.window)
+                for a in window:
+                    rows.append(i)
+                    cols.append(a)
+                    values.append(1 / len(window))
+            return size_out, rows, cols, values
+        return AxisMap(("mean pool", self.window, self.stride, size, size_out), entries)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_cntk.description.grid import Grid
-from nas_cntk.description.ops.base import Channels, Cross, Fork, Kind, Op, PairContext, check_keys, integer, std
+from nas_cntk.description.ops.base import Channels, Kind, Op, PairContext, ProgramContext, check_keys, integer, std
 from nas_cntk.errors import ArchitectureError
 
 
@@ -42,6 +42,8 @@ class Conv(Op):
     name = "conv"
     keys = frozenset({"kernel", "weight_std", "bias_std", "stride"})
     module_classes = (ConvModule,)
+    # Fresh zero-mean weights: the output is independent of everything before it and has mean zero,
+    # so its moments with any earlier node vanish (NTK too: the weights average out).
     independent = True
 
     @classmethod
@@ -79,23 +81,42 @@ class Conv(Op):
     def input_grid(self, out: Grid, height: int, width: int) -> Grid:
         return out if self.stride == 1 else out.subsample_input(self.stride, height, width)
 
+    @property
+    def taps(self) -> tuple[int, ...]:
+        """The offsets the filter reads along each axis."""
+        return tuple(range(-(self.kernel // 2), self.kernel // 2 + 1))
+
     def moments(self, sigma, theta, ctx: PairContext):
         # Sigma' = w^2/k^2 sum_a K[p+a, p'+a] + b^2;  Theta' = w^2/k^2 sum_a Theta[p+a, p'+a] + Sigma'
         scale = self.weight_std**2 / self.kernel**2
-        sigma_out = self._strided(scale * ctx.grid_in.box_filter(sigma, self.kernel) + self.bias_std**2, ctx)
+        sigma_out = self._strided(scale * ctx.grid_in.box_filter(sigma, self.taps) + self.bias_std**2, ctx)
         if theta is None:
             return sigma_out, None
         if not ctx.trainable:
             return sigma_out, torch.zeros_like(sigma_out)
-        return sigma_out, self._strided(scale * ctx.grid_in.box_filter(theta, self.kernel), ctx) + sigma_out
+        return sigma_out, self._strided(scale * ctx.grid_in.box_filter(theta, self.taps), ctx) + sigma_out
 
     def _strided(self, t: torch.Tensor, ctx: PairContext) -> torch.Tensor:
         return t if self.stride == 1 else ctx.grid_in.subsample(t, self.stride, ctx.grid_out)
 
-    def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
-        # Fresh zero-mean weights: the output is independent of everything before it and has mean
-        # zero, so its moments with any earlier node vanish (NTK too: the weights average out).
-        return None
-
     def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
         return torch.zeros_like(mean[:, ::self.stride, ::self.stride])
+
+    def emit_moments(self, sigma, theta, ctx: ProgramContext):
+        # the box filter, its scale and the bias as one linear map, then the stride
+        program, scale = ctx.program, self.weight_std**2 / self.kernel**2
+        rows, cols = ctx.grid_in.box_axes(self.taps)
+
+        def filtered(t, bias: float):
+            return program.subsample(program.linear(t, ctx.grid_in, rows, cols, scale, bias), self.stride,
+                                     ctx.grid_out)
+
+        sigma_out = filtered(sigma, self.bias_std**2)
+        if theta is None:
+            return sigma_out, None
+        if not ctx.trainable:
+            return sigma_out, program.zeros(ctx.grid_out)
+        return sigma_out, program.add(filtered(theta, 0.0), sigma_out)
+
+    def emit_mean(self, mean, ctx: ProgramContext):
+        return None

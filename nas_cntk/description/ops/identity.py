@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext
+from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext, ProgramContext
 
 
 @dataclass(frozen=True)
@@ -22,4 +22,10 @@ class Identity(Op):
         return sigma, theta
 
     def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
+        return cross
+
+    def emit_moments(self, sigma, theta, ctx: ProgramContext):
+        return sigma, theta
+
+    def emit_cross(self, cross: Cross | None, ctx: ProgramContext, fork: Fork) -> Cross | None:
         return cross

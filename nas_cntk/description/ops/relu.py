@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas_cntk.description.ops.base import Cross, Fork, Kind, Op, PairContext, check_keys
+from nas_cntk.description.grid import Grid
+from nas_cntk.description.ops.base import Cross, Fork, Kind, Op, PairContext, ProgramContext, check_keys
 from nas_cntk.errors import ArchitectureError
 
 
@@ -69,12 +70,10 @@ class Relu(Op):
         if fork.kind is Kind.GAUSSIAN:
             # Stein's lemma for jointly Gaussian (f, n): E[f relu(n)] = E[f n] P(n > 0) = E[f n] / 2,
             # and the NTK picks up E[relu'(n)] = 1/2 the same way.
-            return None if cross is None else cross.scaled(0.5)
+            return None if cross is None else cross.map(lambda t: t * 0.5)
         # A Gaussian n below a non-Gaussian branch point lies past a fresh conv: independent of f,
         # so the moments factor into the means, E[f] E[relu(n)], and the NTK cross term vanishes.
-        if cross is not None:
-            raise ArchitectureError("relu of a Gaussian that is correlated with a non-negative branch it is "
-                                    "summed with has no exact kernel; put a conv between them")
+        _check_independent(cross)
         grid = ctx.grid_in
         relu_mean_a, relu_mean_b = (torch.sqrt(v / (2 * math.pi)) for v in (ctx.var_a, ctx.var_b))
         return Cross(fork.mean_a[:, None, None] * grid.partner(relu_mean_b),
@@ -83,3 +82,31 @@ class Relu(Op):
     def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
         # E[relu(g)] = sqrt(v / 2 pi) for a centred Gaussian g
         return mean if ctx.kind_in is Kind.NONNEGATIVE else torch.sqrt(ctx.var_a / (2 * math.pi))
+
+    def emit_moments(self, sigma, theta, ctx: ProgramContext):
+        if ctx.kind_in is Kind.NONNEGATIVE:
+            return sigma, theta
+        return ctx.program.relu(sigma, theta, ctx.variance)
+
+    def emit_cross(self, cross: Cross | None, ctx: ProgramContext, fork: Fork) -> Cross | None:
+        if ctx.kind_in is Kind.NONNEGATIVE:
+            return cross
+        program = ctx.program
+        if fork.kind is Kind.GAUSSIAN:
+            return None if cross is None else cross.map(lambda t: program.scale(t, 0.5))
+        _check_independent(cross)
+        return Cross(program.outer(fork.mean_a, ctx.mean, ctx.grid_in),
+                     program.outer(ctx.mean, fork.mean_b, ctx.grid_in))
+
+    def emit_mean(self, mean, ctx: ProgramContext):
+        if ctx.kind_in is Kind.NONNEGATIVE:
+            return mean
+        return ctx.program.sqrt_variance(ctx.variance, Grid.diagonal(ctx.grid_in.height, ctx.grid_in.width),
+                                         1 / (2 * math.pi))
+
+
+def _check_independent(cross: Cross | None) -> None:
+    """A Gaussian input correlated with a non-negative branch point: relu's moments with it have no closed form."""
+    if cross is not None:
+        raise ArchitectureError("relu of a Gaussian that is correlated with a non-negative branch it is "
+                                "summed with has no exact kernel; put a conv between them")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas_cntk.description.ops.base import Cross, Fork, Op, PairContext
+from nas_cntk.description.ops.base import Op, PairContext, ProgramContext
 
 
 class ZeroModule(nn.Module):
@@ -31,8 +31,11 @@ class Zero(Op):
     def moments(self, sigma, theta, ctx: PairContext):
         return torch.zeros_like(sigma), None if theta is None else torch.zeros_like(theta)
 
-    def cross(self, cross: Cross | None, ctx: PairContext, fork: Fork) -> Cross | None:
-        return None
-
     def mean(self, mean: torch.Tensor, ctx: PairContext) -> torch.Tensor:
         return torch.zeros_like(mean)
+
+    def emit_moments(self, sigma, theta, ctx: ProgramContext):
+        return ctx.program.zeros(ctx.grid_out), None if theta is None else ctx.program.zeros(ctx.grid_out)
+
+    def emit_mean(self, mean, ctx: ProgramContext):
+        return None

@@ -5,8 +5,8 @@ fast memory, and writes out only the readout's sums.
   the network on its own, read from a small layer table (:mod:`.chain`): :mod:`.cpu` (Numba) on the
   CPU, :mod:`.cuda` (Triton) on a CUDA GPU.
 - Any other network: :mod:`.graph` writes the plain path's walk of the graph out once as a program
-  of instructions on per-pair buffers, which :mod:`.graph_cpu` (Numba) interprets on the CPU and
-  :mod:`.graph_cuda` (Triton) on a CUDA GPU.
+  of instructions on per-pair buffers, which :mod:`.graph.cpu` (Numba) interprets on the CPU and
+  :mod:`.graph.cuda` (Triton) on a CUDA GPU.
 
 All equal the plain path (:mod:`nas_cntk.kernels.propagate`) to float32 rounding, and are tested
 against it.
@@ -36,10 +36,10 @@ def backend(device: torch.device) -> ModuleType:
 def graph_backend(device: torch.device) -> ModuleType:
     """The fused graph kernel's module for the device (its ``Interpreter``), imported on first use."""
     if device.type == "cuda":
-        from nas_cntk.kernels.fused import graph_cuda
-        return graph_cuda
-    from nas_cntk.kernels.fused import graph_cpu
-    return graph_cpu
+        from nas_cntk.kernels.fused.graph import cuda
+        return cuda
+    from nas_cntk.kernels.fused.graph import cpu
+    return cpu
 
 
 __all__ = ["Chain", "GraphPairs", "backend", "chain", "graph_backend"]

@@ -59,7 +59,7 @@ def chain(arch: Architecture) -> Chain | None:
         if node.inputs != (n - 1,):
             return None
         op = node.op
-        if isinstance(op, Conv) and op.stride == 1:
+        if type(op) is Conv and op.stride == 1:  # exactly Conv: the chain kernels run its dense k x k filter
             untrained = arch.fix_first_and_readout and n == arch.first_conv
             layers.append(Layer("conv", op.kernel, op.weight_std**2 / op.kernel**2, op.bias_std**2, not untrained))
         elif isinstance(op, Relu) and kinds[n - 1] is Kind.GAUSSIAN:
