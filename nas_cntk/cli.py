@@ -236,23 +236,24 @@ class Search(Command):
         parser.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
 
     def take_action(self, args: argparse.Namespace) -> None:
-        from nas_cntk.search.leaderboard import format_table, leaderboard
-        from nas_cntk.search.study import finished_trials, run_search
-
-        settings = SearchSettings(
+        settings = SearchSettings(  # bad settings and store URLs fail here, before the seconds of imports below
             space=args.space, stores=stores(args), study=args.study, trials=args.trials, sampler=args.sampler,
             seed=args.seed, workers=args.workers, train_size=args.train_size, val_size=args.val_size,
             resolution=args.resolution, zca=args.zca, objectives=args.objective and tuple(args.objective),
             rungs=rungs(args.rungs),
             pruner=args.pruner, reduction_factor=args.reduction_factor, data_dir=args.data_dir, device=args.device,
             heartbeat=args.heartbeat)
+        from nas_cntk.search.leaderboard import format_table, leaderboard
+        from nas_cntk.search.stores import masked
+        from nas_cntk.search.study import finished_trials, run_search
+
         search, study = run_search(settings, dry_run=args.dry_run)
         if args.dry_run:
             return
         print(f"\ntop five of {finished_trials(study)} finished trials:")
         print(format_table(leaderboard(study, 5)))
-        print(f"\nOptuna study  {search.study_name} in {settings.stores.storage}\nMLflow        experiment "
-              f"{search.study_name} in {settings.stores.tracking_uri}"
+        print(f"\nOptuna study  {search.study_name} in {masked(settings.stores.storage)}\nMLflow        experiment "
+              f"{search.study_name} in {masked(settings.stores.tracking_uri)}"
               f"{'  (nas-cntk ui to browse)' if args.tracking_uri is None else ''}"
               f"\nexport        nas-cntk export --study {search.study_name}")
 
@@ -411,6 +412,7 @@ class Benchmark(Command):
                             "scored now (not those from the cache) in DIR/HASH.npz, for scores the tool lacks")
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.search.stores import masked
         from nas_cntk.trained.benchmark import EXPERIMENT, BenchmarkSettings, format_report, run_benchmark
 
         settings = BenchmarkSettings.with_space_defaults(
@@ -421,7 +423,7 @@ class Benchmark(Command):
             device=args.device)
         result = run_benchmark(settings)
         print(f"\n{format_report(result)}\n\nscores        {settings.out_path}\nMLflow        run {result.run_id} of "
-              f"experiment {EXPERIMENT} in {settings.stores.tracking_uri}")
+              f"experiment {EXPERIMENT} in {masked(settings.stores.tracking_uri)}")
 
 
 class SearchBenchmark(Command):
@@ -443,6 +445,7 @@ class SearchBenchmark(Command):
 
     def take_action(self, args: argparse.Namespace) -> None:
         from nas_cntk import checks
+        from nas_cntk.search.stores import masked
         from nas_cntk.trained.search_benchmark import (
             EXPERIMENT,
             SearchBenchmarkSettings,
@@ -458,7 +461,7 @@ class SearchBenchmark(Command):
             out=None if args.out is None else Path(args.out), data_dir=args.data_dir, device=args.device)
         result = run_search_benchmark(settings)
         print(f"\n{format_report(result)}\n\nsearches      {settings.out_path}\nMLflow        run {result.run_id} "
-              f"of experiment {EXPERIMENT} in {settings.stores.tracking_uri}")
+              f"of experiment {EXPERIMENT} in {masked(settings.stores.tracking_uri)}")
 
 
 class Ui(Command):
@@ -470,11 +473,12 @@ class Ui(Command):
         parser.add_argument("--port", type=int, default=5000)
 
     def take_action(self, args: argparse.Namespace) -> None:
+        from nas_cntk.search.stores import masked
         from nas_cntk.search.tracking import study_runs_pages
 
         tracking_uri = stores(args).tracking_uri
         if tracking_uri.startswith(("http://", "https://")):
-            raise NasCntkError(f"{tracking_uri} is a tracking server already: open it in a browser")
+            raise NasCntkError(f"{masked(tracking_uri)} is a tracking server already: open it in a browser")
         store = Path(tracking_uri.removeprefix("sqlite:///"))
         if tracking_uri.startswith("sqlite:///") and not store.is_file():
             raise NasCntkError(f"--trials-dir {args.trials_dir}: no MLflow store there ({store} does not exist); "
@@ -485,7 +489,7 @@ class Ui(Command):
         # Each study's runs page first: the bare address opens MLflow's GenAI home, not the trials.
         for study, page in study_runs_pages(tracking_uri, address).items():
             print(f"{study}: {page}", flush=True)
-        print(f"MLflow UI on {tracking_uri}: {address} (open a study's runs page above)", flush=True)
+        print(f"MLflow UI on {masked(tracking_uri)}: {address} (open a study's runs page above)", flush=True)
         os.execv(sys.executable, command)
 
 

@@ -1,7 +1,10 @@
 """Bad input through the CLI: each case exits 2 with one ``nas-cntk: error:`` line that names the
-problem, before any data is read, and nothing a user can cause escapes as a traceback."""
+problem, before any data is read or store created, and nothing a user can cause escapes as a traceback.
+A store URL is shown with its password masked; a missing database driver is named with the package to
+install."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,13 @@ CASES = [
     (["search", "--space", "no-such-space"], "no-such-space: no such search-space file"),
     (["search", "--objective", "accuracy"], "--objective: unknown score or cost 'accuracy'"),
     (["search", "--objective", "cntk_alignment+"], "--objective: expected a score"),
+    (["search", "--storage", "bogus://host/db"], "--storage bogus://host/db: SQLAlchemy knows no database 'bogus'"),
+    (["search", "--storage", "optuna.db"], "--storage optuna.db: not a database URL such as postgresql://"),
+    (["search", "--storage", "mysql+pymysql://nas:hunter2@db/optuna"],
+     "--storage mysql+pymysql://nas:***@db/optuna: its database driver pymysql cannot be imported"),
+    (["search", "--tracking-uri", "postgresql+psycopg2://nas:hunter2@db/mlflow"],
+     "--tracking-uri postgresql+psycopg2://nas:***@db/mlflow: its database driver psycopg2 cannot be imported"),
+    (["leaderboard", "--storage", "mysql+pymysql://nas:hunter2@db/optuna"], "pip install 'PyMySQL'"),
     (["score", "--arch", EXAMPLE, "--device", "gpu"], "--device gpu: not a device name"),
     (["score", "--arch", "missing.json"], "missing.json"),
     (["benchmark", "nb201", "--table", str(TABLE), "--cells-per-stage", "0"],
@@ -42,4 +52,15 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1, err
     assert err[0].startswith("nas-cntk: error: ") and message in err[0], err[0]
+    assert "hunter2" not in err[0]  # the password of a store's URL
     assert not any(tmp_path.iterdir())  # nothing created: no store in a mistyped --trials-dir
+
+
+def test_a_missing_postgresql_driver_names_the_package(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed: importing it fails
+    status = cli.main(["search", "--storage", "postgresql://nas:hunter2@db/optuna", "--trials-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "postgresql://nas:***@db/optuna" in err[0], err
+    assert "pip install 'psycopg[binary]'" in err[0] and "postgres extra" in err[0]
+    assert not any(tmp_path.iterdir())

@@ -141,11 +141,11 @@ def test_a_search_killed_between_rungs_resumes_without_computing_a_kept_rung_aga
                "--heartbeat", "1", "--trials-dir", str(trials_dir)]  # 16x16: a few seconds a rung
     env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_for_trials(process, trials_dir, "killed",  # trial 0 has finished a rung below the top, computes the next
+    storage = f"sqlite:///{trials_dir / 'optuna.db'}"
+    wait_for_trials(process, storage, "killed",  # trial 0 has finished a rung below the top, computes the next
                     lambda trials: bool(trials) and trials[0].user_attrs.get("rung", 2) < 2)
     process.kill()
     process.wait()
-    storage = f"sqlite:///{trials_dir / 'optuna.db'}"
     killed = optuna.load_study(study_name="killed", storage=storage).get_trials()[0]
     rungs = trials_dir / "cache" / "v2" / "t80-v40-r16-s0-rungs20-40-80"
     kept_files = [rungs / f"rung{k}" / f"{killed.user_attrs['arch_hash']}.json"

@@ -7,73 +7,54 @@ training view; `nas-cntk ui` prints the study's runs page first and serves them 
 API and, in headless Chromium, shows the trials (not the search run) with their score columns, a
 chart view that plots them against the step, and the search's charts (the screenshots in docs/ are
 taken here with `--screenshots docs`); leaderboard and export read the study,
-and the exported file runs without nas_cntk; a search killed with kill -9 mid-trial resumes, fails
-the dead trial by its stale heartbeat and reruns it with the same choices; a resumed search proposes
-no architecture it has scored; Ctrl-C is one line, keeps the finished trials and ends the open runs
-as KILLED; two workers share one study, no trial lost or doubled; a search space with one
-architecture repeats it from the cache once the sampler finds nothing new; invalid combinations are
-pruned with their reason; resuming with other data settings, an unreachable tracking server, a bad
-space file, grid on a continuous space and bad data sizes are one error line and leave no store.
+and the exported file runs without nas_cntk; a search killed with kill -9 mid-trial, resumed with no
+trial left to run, fails the dead trial by its stale heartbeat and reruns it with the same choices; a
+resumed search proposes no architecture it has scored; Ctrl-C is one line, keeps the finished trials,
+ends the open runs as KILLED and queues the interrupted trial, which the resumed search reruns with
+the same choices (several workers: tests/test_scale_out.py); a search space with one architecture
+repeats it from the cache once the sampler finds nothing new; invalid combinations are pruned with
+their reason; resuming with other data settings, an unreachable tracking server, a bad space file,
+grid on a continuous space and bad data sizes are one error line and leave no store.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
-from commands import nas_cntk_command, one_error_line, wait_for_trials
+from commands import (
+    SLOW,
+    SLOW_SPACE,
+    SMALL_SPACE,
+    TINY,
+    free_port,
+    nas_cntk_command,
+    one_error_line,
+    wait_for_server,
+    wait_for_trials,
+    write_space,
+)
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 import nas_cntk
 from nas_cntk.scoring.measures import SCORE_NAMES
+from nas_cntk.search.claims import Claims
 from nas_cntk.search.leaderboard import leaderboard
 from nas_cntk.search.space import load_space
+from nas_cntk.search.stores import open_storage
 from nas_cntk.search.study import EXHAUSTED_AFTER
-
-TINY = ["--train-size", "20", "--val-size", "10", "--resolution", "8", "--device", "cpu"]
-SMALL_SPACE = """
-name: small
-stages: [1, 2]
-layers: [1]
-kernel: [1, 3]
-residual: [false, true]
-readout: [flatten, gap]
-weight_std: 1.4142135623730951
-bias_std: [0.0, 0.1]
-"""
-# Distinct networks that take a second or more each at 40 + 20 images: long enough to be caught running
-# (pooled: the plain path; chains take the fused kernel, much faster).
-SLOW_SPACE = """
-name: slow
-stages: [2]
-layers: [3, 4]
-kernel: {choices: [3, 5], per: layer}
-readout: [gap]
-"""
-# Trials of a few seconds each: long enough for a second worker to start and take some, and for a
-# search to be killed while a trial runs.
-SLOW = ["--train-size", "40", "--val-size", "20", "--resolution", "16", "--device", "cpu"]
-
-
-def write_space(directory: Path, text: str) -> Path:
-    path = directory / "space.yaml"
-    path.write_text(text)
-    return path
 
 
 def stores(trials_dir: Path) -> tuple[str, str]:
@@ -85,16 +66,10 @@ def load(trials_dir: Path, study: str) -> optuna.Study:
 
 
 def a_running_trial_after_a_finished_one(trials: list[optuna.trial.FrozenTrial]) -> bool:
-    """A trial has finished and the next one has been running for a moment (then the search is stopped)."""
-    started = [t.datetime_start for t in trials if t.state == TrialState.RUNNING]
-    return any(t.state == TrialState.COMPLETE for t in trials) and bool(started) \
-        and (datetime.datetime.now() - started[0]).total_seconds() > 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A trial has finished and the next one scores its architecture, all its choices made (then the search is
+    stopped)."""
+    return any(t.state == TrialState.COMPLETE for t in trials) and any(
+        t.state == TrialState.RUNNING and "arch_hash" in t.user_attrs for t in trials)
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +163,7 @@ def test_mlflow_ui_serves_the_runs_and_shows_them_in_a_browser(searched, screens
         line = server.stdout.readline()
         assert line.startswith("MLflow UI on sqlite:///") and f": {base} " in line
         runs_page = page.removeprefix("small: ")
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the MLflow UI did not start"
-                time.sleep(0.5)
+        wait_for_server(server, base)
 
         def api(path: str, body: dict | None = None) -> dict:
             request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}",
@@ -284,8 +252,9 @@ def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Pa
     count, scored once and then from the cache."""
     space = write_space(tmp_path, "name: one\nstages: 1\nlayers: 2\nkernel: 3\nreadout: gap\n")
     (tmp_path / "trials").mkdir()
-    other = optuna.create_study(storage=stores(tmp_path / "trials")[0], study_name="one", direction="maximize").ask()
-    other.set_user_attr("arch_hash", load_space(space).suggest(other).hash)
+    storage = open_storage(stores(tmp_path / "trials")[0])
+    other = optuna.create_study(storage=storage, study_name="one", direction="maximize").ask()
+    Claims(storage, storage.get_study_id_from_name("one")).claim(load_space(space).suggest(other).hash, other.number)
     result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
                               "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
@@ -342,42 +311,31 @@ def test_a_killed_search_resumes_and_retries_the_running_trial(cifar_dir: Path, 
                *SLOW, "--study", "slow", "--heartbeat", "1", "--trials-dir", str(trials_dir)]
     env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_for_trials(process, trials_dir, "slow", a_running_trial_after_a_finished_one)
+    wait_for_trials(process, stores(trials_dir)[0], "slow", a_running_trial_after_a_finished_one)
     process.kill()
     process.wait()
-    trials = load(trials_dir, "slow").get_trials()
-    running = next(t for t in trials if t.state == TrialState.RUNNING)  # left running by the dead process
-    before = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    running = next(t for t in load(trials_dir, "slow").get_trials() if t.state == TrialState.RUNNING)  # left so
+    resume_finishes_the_interrupted_trial(command, env, trials_dir, "slow", running)  # failed by its heartbeat
 
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+def resume_finishes_the_interrupted_trial(command: list[str], env: dict[str, str], trials_dir: Path, study: str,
+                                          interrupted: optuna.trial.FrozenTrial) -> None:
+    """Resumed with as many trials as the study has finished (none left to run), the search still fails the
+    interrupted trial and runs it again with its choices; the finished trials are kept, no architecture is
+    scored twice, and no trial is left running or waiting."""
+    before = {t.number: t.value for t in load(trials_dir, study).get_trials() if t.state == TrialState.COMPLETE}
+    at = command.index("--trials") + 1
+    result = subprocess.run([*command[:at], str(len(before)), *command[at + 1:]], capture_output=True, text=True,
+                            env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    trials = load(trials_dir, "slow").get_trials()
-    assert trials[running.number].state == TrialState.FAIL  # stale heartbeat: failed ...
-    retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number]
-    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE  # ... and run again
-    assert retries[0].params == running.params
-    assert {t.number: t.value for t in trials if t.number in before} == before  # finished trials are kept
+    trials = load(trials_dir, study).get_trials()
+    assert trials[interrupted.number].state == TrialState.FAIL
+    retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == interrupted.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == interrupted.params
+    assert {t.number: t.value for t in trials if t.number in before} == before
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     counted = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(counted) == 4 and len({t.user_attrs["arch_hash"] for t in counted}) == 4  # none repeated
-
-
-@pytest.mark.integration
-def test_two_workers_share_one_study(cifar_dir: Path, tmp_path: Path) -> None:
-    result = nas_cntk_command("search", "--space", str(write_space(tmp_path, SLOW_SPACE)), "--trials", "6", *SLOW,
-                              "--study", "pair", "--workers", "2", "--trials-dir", str(tmp_path / "trials"),
-                              data_dir=cifar_dir, timeout=600)
-    assert result.returncode == 0, result.stderr
-    trials = load(tmp_path / "trials", "pair").get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    # Each worker stops once the study has 6 finished trials; one may be finishing its last then. The
-    # workers' samplers are seeded apart, so they do not propose the same networks in step.
-    assert 6 <= len(complete) <= 7 and len({t.user_attrs["arch_hash"] for t in complete}) == len(complete)
-    assert all(t.state == TrialState.COMPLETE or "repeat_of" in t.user_attrs for t in trials)
-    assert len({t.user_attrs["worker"] for t in complete}) == 2
-    client = MlflowClient(stores(tmp_path / "trials")[1])
-    runs = client.search_runs([client.get_experiment_by_name("pair").experiment_id])
-    trial_runs = sorted(int(r.data.tags["trial_number"]) for r in runs if "trial_number" in r.data.tags)
-    assert trial_runs == sorted(t.number for t in trials)  # one run per trial, none lost or doubled
+    assert len(counted) == len(before) + 1 and len({t.user_attrs["arch_hash"] for t in counted}) == len(counted)
 
 
 @pytest.mark.integration
@@ -395,17 +353,17 @@ def test_a_resumed_search_proposes_no_architecture_it_has_scored(cifar_dir: Path
 
 
 @pytest.mark.integration
-def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(cifar_dir: Path,
-                                                                              tmp_path: Path) -> None:
+def test_ctrl_c_is_one_line_keeps_the_finished_trials_kills_the_open_runs_and_resumes_the_trial(
+        cifar_dir: Path, tmp_path: Path) -> None:
     space, trials_dir = write_space(tmp_path, SLOW_SPACE), tmp_path / "trials"
     command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", str(space), "--trials", "20",
                *SLOW, "--study", "stopped", "--trials-dir", str(trials_dir)]
+    env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     # Ctrl-C as in a terminal: SIGINT at its default, even where the suite was started in the background
     # (a shell's background job ignores SIGINT, and so would the search it starts).
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)},
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for_trials(process, trials_dir, "stopped", a_running_trial_after_a_finished_one)
+    wait_for_trials(process, stores(trials_dir)[0], "stopped", a_running_trial_after_a_finished_one)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
@@ -418,8 +376,12 @@ def test_ctrl_c_is_one_line_keeps_the_finished_trials_and_kills_the_open_runs(ci
     runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id])
     status = {r.data.tags.get("trial_number", "search"): r.info.status for r in runs}
     assert status.pop("search") == "KILLED"
-    for trial in trials:
-        assert status[str(trial.number)] == ("FINISHED" if trial.state == TrialState.COMPLETE else "KILLED")
+    interrupted, queued = ([t for t in trials if t.state == state] for state in (TrialState.FAIL, TrialState.WAITING))
+    assert len(interrupted) == 1 and status.pop(str(interrupted[0].number)) == "KILLED"
+    assert all(status[str(t.number)] == "FINISHED" for t in trials if t.state == TrialState.COMPLETE)
+    # Queued to run again with its choices, as a killed search's trial is: the resumed search runs it.
+    assert len(queued) == 1 and queued[0].params == interrupted[0].params
+    resume_finishes_the_interrupted_trial(command, env, trials_dir, "stopped", interrupted[0])
 
 
 def test_bad_data_settings_fail_before_anything_is_created(tmp_path: Path) -> None:

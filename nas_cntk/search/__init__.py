@@ -4,7 +4,8 @@
 the command line reads them before anything heavy is imported); ``space`` reads search-space files
 and proposes architectures; ``samplers`` says which Optuna sampler proposes (restricted to given
 cells for a benchmark); ``study`` runs the Optuna study (rungs and pruners, workers, resume) whose
-objective scores each proposal; ``cache`` keeps scores by architecture and data; ``tracking`` logs
+objective scores each proposal; ``claims`` lets one trial of all workers score an architecture,
+decided by the storage's database; ``cache`` keeps scores by architecture and data; ``tracking`` logs
 every trial to MLflow; ``leaderboard`` ranks a study's architectures and ``export`` writes the best
 as standalone PyTorch. The names below are the package's public face, each imported from its
 module on first use, so that the light modules stay light.

@@ -1,8 +1,10 @@
 """Samplers: what proposes a search's architectures. Optuna's own, and for a cell space restricted to
-given cells (a benchmark table's), a wrapper that proposes those cells only."""
+given cells (a benchmark table's), a wrapper that proposes those cells only; each seeded by the number of
+the first trial it samples."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,57 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     return RestrictedCellSampler(base, space, seed) if restricted else base
 
 
-class RestrictedCellSampler(optuna.samplers.BaseSampler):
+class SamplerWrapper(optuna.samplers.BaseSampler):
+    """A sampler that hands every call to the sampler it wraps (``_base``); subclasses change some."""
+
+    _base: optuna.samplers.BaseSampler
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: optuna.trial.TrialState,
+                    values: list[float] | None) -> None:
+        self._base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+
+
+class SeededByFirstTrial(SamplerWrapper):
+    """A sampler made on the first trial it samples, seeded by that trial's number (``make(number)``).
+
+    Optuna numbers a study's trials in its storage, each number once, so worker processes that start on
+    one study at the same instant seed their samplers apart and do not propose the same architectures in
+    step; a process alone is seeded as reproducibly as by a fixed seed (its first trial's number is the
+    number of trials the study had).
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler]):
+        self._make = make
+        self._base: optuna.samplers.BaseSampler | None = None
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._base is None:
+            self._base = self._make(trial.number)
+        self._base.before_trial(study, trial)
+
+    def reseed_rng(self) -> None:
+        if self._base is not None:
+            self._base.reseed_rng()
+
+
+class RestrictedCellSampler(SamplerWrapper):
     """Proposes only the allowed cells of a cell space (``space.genotypes``).
 
     The base sampler's joint proposal is drawn again until it is an allowed cell, up to
@@ -62,17 +114,6 @@ class RestrictedCellSampler(optuna.samplers.BaseSampler):
             if self._space.genotype(params) in self._space.genotypes:
                 return params
         return self._space.params(self._allowed[self._rng.integers(len(self._allowed))])
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self._base.sample_independent(study, trial, param_name, param_distribution)  # not reached
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._base.before_trial(study, trial)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: optuna.trial.TrialState,
-                    values: list[float] | None) -> None:
-        self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         self._base.reseed_rng()

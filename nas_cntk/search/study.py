@@ -6,12 +6,13 @@ run as the study's first trials, so their kernels are not computed twice.
 
 Storage is a plain Optuna RDB storage (SQLite under the trials folder by default, any RDB URL
 otherwise) with heartbeats: a trial whose process died (kill -9, a lost machine) is marked failed
-once its heartbeat is older than the grace period, and re-queued with the same choices. Several
-worker processes, on this machine or others, share one study through the storage (opened in
-:mod:`nas_cntk.search.stores`). Scores are cached by architecture hash and data setting, and every
-trial has an MLflow run from its start to its end. A proposal that repeats an architecture the study
-has scored, or that another worker is scoring, is pruned and not counted, until the sampler has run out
-of new ones.
+once its heartbeat is older than the grace period, and re-queued with the same choices; so is one
+stopped by Ctrl-C. Several worker processes, on this machine or others, share one study through the
+storage (opened in :mod:`nas_cntk.search.stores`). Scores are cached by architecture hash and data
+setting, and every trial has an MLflow run from its start to its end. A trial claims its architecture
+in the storage's database (:mod:`nas_cntk.search.claims`): a proposal that repeats an architecture the
+study has scored, or that another worker is scoring, is pruned and not counted, until the sampler has
+run out of new ones.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from nas_cntk.kernels import kernel
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.scoring.rungs import Rungs, RungScorer, check_rungs
 from nas_cntk.search.cache import ScoreCache
-from nas_cntk.search.leaderboard import leaderboard, scored, study_objective
+from nas_cntk.search.claims import Claims
+from nas_cntk.search.leaderboard import leaderboard, study_objective
 from nas_cntk.search.objectives import (
     REFERENCE_CELLS,
     REFERENCE_SEED,
@@ -50,10 +52,10 @@ from nas_cntk.search.objectives import (
     parse_objectives,
     reference,
 )
-from nas_cntk.search.samplers import make_sampler
+from nas_cntk.search.samplers import SeededByFirstTrial, make_sampler
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import CellSpace, ListSpace, SearchSpace, check_candidate, load_space
-from nas_cntk.search.stores import load_study, open_storage
+from nas_cntk.search.stores import GRACE_HEARTBEATS, RETRY, load_study, masked, open_storage
 from nas_cntk.search.tracking import Tracker
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -101,34 +103,35 @@ class Search:
         return self.settings.stores.tracker(self.study_name)
 
 
-def open_study(search: Search, worker: int = 0) -> optuna.Study:
-    """Create the study, or resume it after checking it searches the same space on the same data.
+def open_study(search: Search, worker: int = 0) -> tuple[optuna.Study, Claims]:
+    """Create the study, or resume it after checking it searches the same space on the same data; with the
+    claims on its architectures.
 
-    The sampler's seed is drawn from the search's seed, the worker and the trials the study already
-    has: a seeded sampler replays its sequence, so a resumed study (or a second worker) with the bare
-    seed would propose the architectures of the first trials again.
+    The sampler's seed is drawn from the search's seed, the worker and the number of its first trial
+    (the trials the study already had, where this process is alone): a seeded sampler replays its
+    sequence, so a resumed study (or a second worker) with the bare seed would propose the architectures
+    of the first trials again.
     """
     settings = search.settings
-    study = optuna.create_study(storage=open_storage(settings.stores.storage, settings.heartbeat),
-                                study_name=search.study_name, directions=["maximize"] * len(search.objectives),
-                                load_if_exists=True, pruner=make_pruner(settings, search.rungs))
-    seed = np.random.SeedSequence([settings.seed, worker, len(study.get_trials(deepcopy=False))]).generate_state(1)
-    study.sampler = make_sampler(settings.sampler, search.space, int(seed[0]))
+    storage = open_storage(settings.stores.storage, settings.heartbeat)
+    study = optuna.create_study(storage=storage, study_name=search.study_name,
+                                directions=["maximize"] * len(search.objectives), load_if_exists=True,
+                                pruner=make_pruner(settings, search.rungs))
+    study.sampler = SeededByFirstTrial(lambda number: make_sampler(settings.sampler, search.space, int(
+        np.random.SeedSequence([settings.seed, worker, number]).generate_state(1)[0])))
     expected = {"space": search.space.name, "space_digest": search.space.digest, "data": search.data.label,
                 "objective": objectives_label(search.objectives),
                 "rungs": None if search.rungs is None else search.rungs.label}
-    found = {key: study.user_attrs[key] for key in expected if key in study.user_attrs}
-    if found:
-        found["objective"] = study_objective(study)
-        found["rungs"] = study.user_attrs.get("rungs")  # a study from before rungs had none
-    if not found:
-        for key, value in expected.items():
-            study.set_user_attr(key, value)
-    elif found != expected:
-        key = next(k for k in expected if found.get(k) != expected[k])
-        raise NasCntkError(f"study {search.study_name!r} was run with {key} {found.get(key)!r}, not "
+    if "space" not in study.user_attrs:  # a new study; "space" last: a worker that sees it sees them all
+        for key in sorted(expected, key="space".__eq__):
+            study.set_user_attr(key, expected[key])
+    attrs = study.user_attrs  # as the first of workers that started together set them
+    found = {**{key: attrs.get(key) for key in expected}, "objective": study_objective(study)}  # older: no rungs
+    if found != expected:
+        key = next(k for k in expected if found[k] != expected[k])
+        raise NasCntkError(f"study {search.study_name!r} was run with {key} {found[key]!r}, not "
                            f"{expected[key]!r}; resume it with its own settings or choose another --study")
-    return study
+    return study, Claims(storage, storage.get_study_id_from_name(search.study_name))
 
 
 def make_pruner(settings: SearchSettings, rungs: Rungs | None) -> optuna.pruners.BasePruner | None:
@@ -145,9 +148,10 @@ def make_pruner(settings: SearchSettings, rungs: Rungs | None) -> optuna.pruners
 class TrialScorer:
     """Score one proposed network; record everything about it on the trial and in MLflow."""
 
-    def __init__(self, search: Search, splits: DataSplits, tracker: Tracker, parent_run_id: str, device: str):
+    def __init__(self, search: Search, claims: Claims, splits: DataSplits, tracker: Tracker, parent_run_id: str,
+                 device: str):
         self.space, self.data, self.splits, self.objectives = search.space, search.data, splits, search.objectives
-        self.tracker, self.parent_run_id, self.device = tracker, parent_run_id, device
+        self.claims, self.tracker, self.parent_run_id, self.device = claims, tracker, parent_run_id, device
         self.keys = objective_keys(self.objectives)
         self.references: list[Reference] | None = None  # per rung, where an objective is standardised
         self.rungs, cache = search.rungs, search.settings.stores.cache
@@ -157,10 +161,16 @@ class TrialScorer:
             self.kernels = ScoreCache(cache, self.rungs.label).directory / "kernels"
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         run_id = self.tracker.start_trial(self.parent_run_id, trial.number)
         trial.set_user_attr("mlflow_run_id", run_id)
-        with self.tracker.ending(run_id, finished=(optuna.TrialPruned,)):
-            return self._score(trial, run_id)
+        try:
+            with self.tracker.ending(run_id, finished=(optuna.TrialPruned,)):
+                return self._score(trial, run_id)
+        except KeyboardInterrupt:  # Optuna fails the trial; it is run again on resume, as a killed one is
+            if trial.params:
+                RETRY(trial.study, next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number))
+            raise
 
     def rung_scores(self, arch: Architecture) -> Iterator[tuple[Score, bool]]:
         """The network's score at each rung (one without rungs), from the cache where it has them, and
@@ -194,13 +204,13 @@ class TrialScorer:
             check_candidate(arch, self.data.resolution)
         except (InvalidCandidate, ArchitectureError) as error:
             self._prune(trial, run_id, str(error))
-        repeated = _claimed_architectures(trial.study, trial.number).get(arch.hash)
-        if repeated is not None and not _exhausted(trial.study):
-            trial.set_user_attr("repeat_of", repeated)
-            self._prune(trial, run_id, f"repeats trial {repeated}, not counted", arch)
+        holder = self.claims.claim(arch.hash, trial.number)
+        if holder != trial.number and not _exhausted(trial.study):
+            trial.set_user_attr("repeat_of", holder)
+            self._prune(trial, run_id, f"repeats trial {holder}, not counted", arch)
         for key, value in {"arch_hash": arch.hash, "summary": arch.summary(), "name": arch.name,
-                           "architecture": dict(arch.spec), "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
-            trial.set_user_attr(key, value)  # the architecture's hash first: it claims the architecture
+                           "architecture": dict(arch.spec)}.items():
+            trial.set_user_attr(key, value)
         cost = self.space.cost(arch)
         seconds = pairs = 0.0
         scores = self.rung_scores(arch)
@@ -270,17 +280,6 @@ EXHAUSTED_AFTER = 20
 
 def _completed_values(study: optuna.Study) -> list[float]:
     return [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-
-
-def _claimed_architectures(study: optuna.Study, number: int) -> dict[str, int]:
-    """The architectures the study has scored (at some rung) or another trial than ``number`` is scoring now,
-    each with the first trial that took it. A trial takes its architecture (``arch_hash``) once it is not a
-    repeat; a retried trial has its failed original's."""
-    found: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
-        if scored(t) or (t.state == TrialState.RUNNING and t.number != number and "arch_hash" in t.user_attrs):
-            found.setdefault(t.user_attrs["arch_hash"], t.number)
-    return found
 
 
 def _exhausted(study: optuna.Study) -> bool:
@@ -362,25 +361,28 @@ def load_references(search: Search, study: optuna.Study, scorer: TrialScorer) ->
 def _work(search: Search, worker: int, parent_run_id: str) -> None:
     """A spawned worker process: open its own study, tracker and data, then work on the study."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines say what happened to each trial
-    study = open_study(search, worker)
+    study, claims = open_study(search, worker)
     try:
-        if finished_trials(study) < search.settings.trials:
-            scorer = TrialScorer(search, search.data.load(search.settings.data_dir), search.tracker(), parent_run_id,
-                                 _device(search.settings.device, worker))
-            load_references(search, study, scorer)
-            _optimize(search, study, scorer, worker)
+        scorer = TrialScorer(search, claims, search.data.load(search.settings.data_dir), search.tracker(),
+                             parent_run_id, _device(search.settings.device, worker))
+        load_references(search, study, scorer)
+        _optimize(search, study, scorer, worker)
     except KeyboardInterrupt:  # Ctrl-C reaches every worker: the search process reports it, once
         pass
 
 
 def _optimize(search: Search, study: optuna.Study, scorer: TrialScorer, worker: int, bar: tqdm | None = None) -> None:
-    """Run trials on the shared study until it has ``settings.trials`` finished trials."""
+    """Run trials on the shared study until it has ``settings.trials`` finished trials and no trial waits to
+    be run again; then see to the trials that other processes left running (:func:`_fail_dead_trials`)."""
     settings = search.settings
     parent_pid = os.getppid()
 
-    def stop_if_orphaned(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if worker and os.getppid() != parent_pid:  # the search process was killed: stop after this trial
-            study.stop()
+    def orphaned() -> bool:  # the search process was killed: stop after this trial
+        return worker > 0 and os.getppid() != parent_pid
+
+    def pending() -> bool:
+        return finished_trials(study) < settings.trials or bool(study.get_trials(deepcopy=False,
+                                                                                 states=(TrialState.WAITING,)))
 
     def show_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if bar is not None:
@@ -394,10 +396,36 @@ def _optimize(search: Search, study: optuna.Study, scorer: TrialScorer, worker: 
             bar.refresh()
 
     def stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished_trials(study) >= settings.trials:
+        if orphaned() or not pending():
             study.stop()
 
-    study.optimize(scorer, catch=(KernelError,), callbacks=[stop_when_done, stop_if_orphaned, show_progress])
+    while True:
+        if pending() and not orphaned():
+            study.optimize(scorer, catch=(KernelError,), callbacks=[stop_when_done, show_progress])
+        if orphaned() or not _fail_dead_trials(study, settings.heartbeat, say=worker == 0):
+            return
+
+
+def _fail_dead_trials(study: optuna.Study, heartbeat: int, say: bool) -> bool:
+    """Once this process has no trial to run: wait while other processes' trials run, for at most the grace
+    period and a heartbeat, failing each whose heartbeat stops (its process died) and queuing it to run
+    again. Returns whether trials wait to be run."""
+    deadline = time.monotonic() + (GRACE_HEARTBEATS + 1) * heartbeat
+    while True:
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if any(t.state == TrialState.WAITING for t in trials):
+            return True
+        if not trials or time.monotonic() > deadline:
+            return False
+        if say:
+            tqdm.write(f"trial(s) {', '.join(str(t.number) for t in trials)} still running in other processes: "
+                       f"waiting up to {duration(deadline - time.monotonic())} for them to finish, or to fail "
+                       "them and run them again if their process has stopped")
+            say = False
+        time.sleep(1)
 
 
 def estimate_trial_seconds(space: SearchSpace, data: DataSettings, device: str, samples: int = 5,
@@ -462,7 +490,7 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
     else:
         splits = data.load(settings.data_dir)
         tracker = search.tracker()  # an unreachable server fails here
-        study = open_study(search)
+        study, claims = open_study(search)
     done, device = (0 if study is None else finished_trials(study)), _device(settings.device, 0)
     remaining = max(settings.trials - done, 0)
     if isinstance(space, ListSpace):
@@ -476,12 +504,15 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
     if total > 3600:
         print("that is long; cheaper, lower-fidelity settings: --train-size 500 --val-size 200 --resolution 16 "
               f"(or 8){'' if dry_run else '; going on'}")
-    if dry_run or remaining == 0:
+    # A trial left running, or queued to run again, by a process that stopped: see to it, even with none to run.
+    unfinished = study is not None and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,
+                                                                                 TrialState.WAITING))
+    if dry_run or (remaining == 0 and not unfinished):
         return search, study
     parent_run_id = tracker.start_search(
         params={"space": space.name, "sampler": settings.sampler, "seed": settings.seed, "trials": settings.trials,
                 "workers": settings.workers, "objective": objectives_label(search.objectives), **vars(data)},
-        tags={"storage": settings.stores.storage, "space_file": str(space.path)},
+        tags={"storage": masked(settings.stores.storage), "space_file": str(space.path)},
         objectives=[(key, not o.combined and orientation(o.text) < 0)
                     for key, o in zip(objective_keys(search.objectives), search.objectives)])
     context = multiprocessing.get_context("spawn")  # CUDA and fork do not mix
@@ -489,7 +520,7 @@ def run_search(settings: SearchSettings, *, dry_run: bool = False) -> tuple[Sear
                for k in range(1, settings.workers)]
     with tracker.ending(parent_run_id):
         try:
-            scorer = TrialScorer(search, splits, tracker, parent_run_id, device)
+            scorer = TrialScorer(search, claims, splits, tracker, parent_run_id, device)
             load_references(search, study, scorer)  # before the workers start, which read them from the study
             for process in workers:
                 process.start()

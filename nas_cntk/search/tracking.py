@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import DBAPIError
 
 from nas_cntk.errors import TrackingError
+from nas_cntk.search.stores import created_safely, masked
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's training view
 RUNS_VIEW = "trials"  # the key of the shared runs-page view: http://HOST/#/experiments/ID/runs?viewStateShareKey=trials
@@ -43,39 +47,55 @@ TRIAL_RUNS = "tags.trial_number IS NOT NULL"  # the view's filter: the trials' r
 
 for _name in ("mlflow", "alembic"):  # table creation and migration chatter on every new store
     logging.getLogger(_name).setLevel(logging.WARNING)
+# MLflow prints a run's and its experiment's address on a tracking server as each run ends: between our trial
+# lines, and with the server's password if its URI has one.
+os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
 class Tracker:
-    """One MLflow experiment. Creating one checks the store is reachable, before any work starts."""
+    """One MLflow experiment. Creating one checks a tracking server is reachable, before any work starts; a
+    store's tables are created on first use (after the study's, so that a bad storage leaves no store)."""
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         self.uri, self.experiment, self.artifact_root = uri, experiment, artifact_root
         if uri.startswith(("http://", "https://")):
             _check_server(uri)
-        self.client = MlflowClient(uri)
         self._experiment_id: str | None = None
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri)  # creates a database store's tables
 
     @property
     def experiment_id(self) -> str:
-        """The study's experiment, created (with its local store) on first use, tagged for the training view."""
+        """The study's experiment, created (with its local store) on first use, tagged for the training view.
+        Workers that start together create the store's tables, and the experiment, once."""
         if self._experiment_id is None:
             if self.uri.startswith("sqlite:///"):
                 Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             try:
-                found = self.client.get_experiment_by_name(self.experiment)
-                if found is None:
-                    root = self.artifact_root
-                    self._experiment_id = self.client.create_experiment(
-                        self.experiment, tags=EXPERIMENT_KIND,
-                        artifact_location=None if root is None else (root / self.experiment).resolve().as_uri())
-                else:
-                    self._experiment_id = found.experiment_id
-                    for key, value in EXPERIMENT_KIND.items():
-                        if found.tags.get(key) != value:
-                            self.client.set_experiment_tag(self._experiment_id, key, value)
-            except MlflowException as error:
-                raise TrackingError(f"MLflow tracking store {self.uri}: {error.message.splitlines()[0]}") from None
+                self._experiment_id = created_safely(self._experiment)
+            except (MlflowException, DBAPIError) as error:
+                reason = str(getattr(error, "message", error)).splitlines()[0]
+                raise TrackingError(f"MLflow tracking store {masked(self.uri)}: {reason}") from None
         return self._experiment_id
+
+    def _experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            root = self.artifact_root
+            try:
+                return self.client.create_experiment(
+                    self.experiment, tags=EXPERIMENT_KIND,
+                    artifact_location=None if root is None else (root / self.experiment).resolve().as_uri())
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            found = self.client.get_experiment_by_name(self.experiment)  # created by another worker just now
+        for key, value in EXPERIMENT_KIND.items():
+            if found.tags.get(key) != value:
+                self.client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
 
     # ------------------------------------------------------------------------------------ any run
 
@@ -202,7 +222,7 @@ class Tracker:
                                            max_results=50000):
             if "trial_number" not in run.data.tags:
                 return run.info.run_id
-        raise TrackingError(f"no search run of study {self.experiment!r} in {self.uri}")
+        raise TrackingError(f"no search run of study {self.experiment!r} in {masked(self.uri)}")
 
     def log_correlation(self, run_id: str, label: str, metrics: Mapping[str, float], table: pd.DataFrame,
                         report: str, figure: Any) -> None:
@@ -220,7 +240,7 @@ def study_runs_pages(uri: str, ui: str) -> dict[str, str]:
     try:
         experiments = client.search_experiments(order_by=["creation_time DESC"])
     except MlflowException as error:
-        raise TrackingError(f"MLflow tracking store {uri}: {error.message.splitlines()[0]}") from None
+        raise TrackingError(f"MLflow tracking store {masked(uri)}: {error.message.splitlines()[0]}") from None
     return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&{TRAINING_LAYOUT}"
             for e in experiments if f"mlflow.sharedViewState.{RUNS_VIEW}" in e.tags}
 
@@ -232,5 +252,5 @@ def _check_server(uri: str) -> None:
             response.read()
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it, or leave out "
+        raise TrackingError(f"MLflow tracking server {masked(uri)} is unreachable ({reason}); start it, or leave out "
                             "--tracking-uri to log to the local store under the trials folder") from None
