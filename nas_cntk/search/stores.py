@@ -69,6 +69,9 @@ def check_database_url(url: str, option: str) -> None:
                            f"pip install '{package}'{extra}") from None
 
 
+CREATED_AT_ONCE = re.compile(r"already exists|duplicate|unique constraint failed|deadlock", re.I)
+
+
 def created_safely(create: Callable[[], T]) -> T:
     """``create()``, which creates the tables it needs where they are missing; again, after a moment, when
     another process was creating them at the same time and the database refused this one."""
@@ -84,14 +87,14 @@ def created_safely(create: Callable[[], T]) -> T:
 
 def _created_at_once(error: BaseException) -> bool:
     """Whether ``error`` (or an error it was raised from) is the database refusing a table, type or row that
-    another process created just before: a duplicate, or a deadlock between two creations."""
+    another process created just before: a duplicate (SQLite says "UNIQUE constraint failed"), or a
+    deadlock between two creations."""
     chain: list[BaseException] = []
     link: BaseException | None = error
     while link is not None and len(chain) < 10:
         chain.append(link)
         link = link.__cause__ or link.__context__
-    return any(isinstance(e, DBAPIError) and re.search(r"already exists|duplicate|deadlock", str(e.orig), re.I)
-               for e in chain)
+    return any(isinstance(e, DBAPIError) and CREATED_AT_ONCE.search(str(e.orig)) for e in chain)
 
 
 def _scheme(url: str) -> str:
