@@ -4,12 +4,14 @@
     python benchmarks/kernel_speed.py --nt-python .venv-nt/bin/python   # with the peer, same run
     python benchmarks/kernel_speed.py --plain                           # and our plain torch path
     python benchmarks/kernel_speed.py --graphs                          # cells and residual networks
+    python benchmarks/kernel_speed.py --graphs --graph-size 32          # the same networks at 32x32
 
 The paper's networks (depth x [conv3, relu], flatten or GAP readout), float32, NNGP and NTK both.
 With --graphs, instead: NAS-Bench-201 cell networks (1 and 5 cells per stage, 8x8 and 16x16) and
-the default space's residual and pooled networks (8x8), the fused graph kernel against the plain
-path uncompiled (what a search runs without torch.compile), both on the same CIFAR-10 images, the
-repeats of the two interleaved, each side's best reported.
+the default space's residual and pooled networks (8x8), or with --graph-size each at that size
+alone; the fused graph kernel against the plain path uncompiled (what a search runs without
+torch.compile), both on the same CIFAR-10 images, the repeats of the two interleaved, each side's
+best reported.
 "ours" is what `nas_cntk.kernel` picks (for these chain networks the fused kernel: Numba on the
 CPU, Triton on a CUDA GPU); "plain" is the torch path it is tested against, torch.compiled (one
 run). Our timings exclude the first call (compiling, seconds), the peer's its jit compile, and
@@ -99,8 +101,9 @@ def ours(spec, pairs: int, device: str, fused: bool | None, repeats: int, size: 
     return side * side / seconds
 
 
-def graph_networks() -> list[tuple[str, object, int, int]]:
-    """The networks of --graphs: (name, description, image size, pairs timed)."""
+def graph_networks(size: int | None = None) -> list[tuple[str, object, int, int]]:
+    """The networks of --graphs: (name, description, image size, pairs timed). At ``size``, each network
+    once, on as many pairs as make the arithmetic of its smallest size's (by `graph_flops_per_pair`)."""
     from nas_cntk.description import nasbench201_network
 
     cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -114,14 +117,16 @@ def graph_networks() -> list[tuple[str, object, int, int]]:
         {"op": "avg_pool", "window": 2}, {"op": "conv", "kernel": 3}, {"op": "relu"}]}
     # Enough pairs that each image's own pass (a pair's cost or more) weighs as little as in a
     # trial's kernel (hundreds of pairs an image).
-    return [(f"nb201 cell, N=1, {size}x{size}", nasbench201_network(cell, 1), size, pairs)
-            for size, pairs in ((8, 10000), (16, 1200))] + \
-        [(f"nb201 pools, N=1, {size}x{size}", nasbench201_network(pools, 1), size, pairs)
-         for size, pairs in ((8, 10000), (16, 600))] + \
-        [(f"nb201 cell, N=5, {size}x{size}", nasbench201_network(cell, 5), size, pairs)
-         for size, pairs in ((8, 2500), (16, 400))] + \
-        [("default: pooled residual, flatten, 8x8", pooled_residual, 8, 20000),
-         ("default: residual, GAP, 8x8", residual_gap, 8, 3000), ("default: pooled, GAP, 8x8", pooled, 8, 3000)]
+    networks = [("nb201 cell, N=1", nasbench201_network(cell, 1), ((8, 10000), (16, 1200))),
+                ("nb201 pools, N=1", nasbench201_network(pools, 1), ((8, 10000), (16, 600))),
+                ("nb201 cell, N=5", nasbench201_network(cell, 5), ((8, 2500), (16, 400))),
+                ("default: pooled residual, flatten", pooled_residual, ((8, 20000),)),
+                ("default: residual, GAP", residual_gap, ((8, 3000),)), ("default: pooled, GAP", pooled, ((8, 3000),))]
+    if size is not None:
+        networks = [(name, arch, ((size, max(1, round(pairs * graph_flops_per_pair(load(arch), s) /
+                                                       graph_flops_per_pair(load(arch), size)))),))
+                    for name, arch, ((s, pairs), *_) in networks]
+    return [(f"{name}, {s}x{s}", arch, s, pairs) for name, arch, sizes in networks for s, pairs in sizes]
 
 
 def graph_flops_per_pair(arch, size: int) -> int:
@@ -154,10 +159,10 @@ def graph_flops_per_pair(arch, size: int) -> int:
     return int(flops)
 
 
-def graphs(device: str, peak: float, repeats: int, scale: float) -> None:
+def graphs(device: str, peak: float, repeats: int, scale: float, at_size: int | None) -> None:
     print(f"{'network':<40} {'nodes':>5} {'fused pairs/s':>14} {'GFLOP/s':>9} {'% peak':>7} {'plain pairs/s':>14} "
           f"{'fused/plain':>11}")
-    for name, arch, size, pairs in graph_networks():
+    for name, arch, size, pairs in graph_networks(at_size):
         arch, pairs = load(arch), max(1, round(pairs * scale))
         mine = plain = 0.0
         for _ in range(repeats):  # interleaved: both sides see the same machine, whose speed drifts by 20% or more
@@ -193,6 +198,8 @@ def main() -> None:
     parser.add_argument("--graphs", action="store_true", help="cells and residual networks instead (see above)")
     parser.add_argument("--graph-scale", type=float, default=1.0,
                         help="--graphs: time this fraction of each network's pairs (0.1: a quick run)")
+    parser.add_argument("--graph-size", type=int, metavar="PIXELS",
+                        help="--graphs: each network at this image size alone (default: 8x8 and 16x16)")
     args = parser.parse_args()
 
     if args.device.startswith("cuda"):
@@ -203,7 +210,7 @@ def main() -> None:
     print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; float32, "
           f"CIFAR-10; measured float32 peak {peak / 1e9:,.0f} GFLOP/s")
     if args.graphs:
-        graphs(args.device, peak, args.repeats, args.graph_scale)
+        graphs(args.device, peak, args.repeats, args.graph_scale, args.graph_size)
         return
     print(f"{'readout':<8} {'depth':>5} {'ours pairs/s':>14} {'GFLOP/s':>9} {'% peak':>7} {'plain pairs/s':>14} "
           f"{'nt pairs/s':>12} {'ours/nt':>8}")

@@ -5,7 +5,9 @@ networks; NAS-Bench-201 cells, every one of its five edge ops, one and two cells
 16x16), strided and dilated convs and the `fix` variant: in float32 within 1e-5 of the plain
 float64 path, and in float64 within 1e-10 of it. Each batch includes an image paired with itself, where the ReLU
 angles are exactly 0 only if the variances are repeated bit for bit. `nas_cntk.kernel` takes the
-graph kernel on the CPU for every network that is not a chain.
+graph kernel on the CPU for every network that is not a chain. The Triton kernel (float32, 1e-5) runs
+four of these networks in its interpreter where there is no GPU, which covers each of its
+instructions, and all of them compiled on a GPU (skipped elsewhere: the interpreter is too slow).
 """
 from __future__ import annotations
 
@@ -84,20 +86,27 @@ def check(arch, size: int, seed: int, backend: str = "cpu") -> None:
             assert error <= rtol, f"{arch.summary()} {backend} {dtype} {name}: relative error {error:.2e} > {rtol:g}"
 
 
+BACKENDS = ["cpu", pytest.param("triton", marks=pytest.mark.skipif(
+    DEVICE != "cuda", reason="Triton compiled needs a GPU; its interpreter runs test_triton_graph_kernel"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k", range(8))
-def test_default_space_networks(k: int) -> None:
-    check(default_space_networks(8, 8)[k], 8, k)
+def test_default_space_networks(k: int, backend: str) -> None:
+    check(default_space_networks(8, 8)[k], 8, k, backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", range(8))
-def test_nasbench201_cells(seed: int) -> None:
-    check(nasbench201_network(genotype(seed), 1 + seed % 2), 8, seed)
+def test_nasbench201_cells(seed: int, backend: str) -> None:
+    check(nasbench201_network(genotype(seed), 1 + seed % 2), 8, seed, backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", nasbench201.EDGE_OPS)
-def test_each_nasbench201_op_on_every_edge_at_16x16(op: str) -> None:
+def test_each_nasbench201_op_on_every_edge_at_16x16(op: str, backend: str) -> None:
     cell = "+".join("|" + "|".join(f"{op}~{i}" for i in range(j)) + "|" for j in range(1, 4))
-    check(nasbench201_network(cell, 1), 16, 3)
+    check(nasbench201_network(cell, 1), 16, 3, backend)
 
 
 def strided_flatten_fix_network() -> nas_cntk.Architecture:
