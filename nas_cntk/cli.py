@@ -245,7 +245,8 @@ class Search(Command):
             heartbeat=args.heartbeat)
         from nas_cntk.search.leaderboard import format_table, leaderboard
         from nas_cntk.search.stores import masked
-        from nas_cntk.search.study import finished_trials, run_search
+        from nas_cntk.search.study import finished_trials
+        from nas_cntk.search.workers import run_search
 
         search, study = run_search(settings, dry_run=args.dry_run)
         if args.dry_run:

@@ -27,7 +27,7 @@ from nas_cntk.search.objectives import file_label
 from nas_cntk.search.settings import SearchSettings
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
-from nas_cntk.search.study import run_search
+from nas_cntk.search.workers import run_search
 from nas_cntk.trained.benchmark import ARCH, TRAINED, read_table
 
 EXPERIMENT = "nb201-search-benchmark"
