@@ -68,9 +68,12 @@ def postgres_programs() -> Path:
     unavailable("PostgreSQL is not installed (apt-get install postgresql)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Postgres:
     server: str  # postgresql://nas:PASSWORD@127.0.0.1:PORT
+
+    def __repr__(self) -> str:  # pytest prints a failing test's fixtures: never the password
+        return f"Postgres(server={masked(self.server)!r})"
 
     def database(self, name: str) -> str:
         """The URL of a new, empty database."""
@@ -196,15 +199,18 @@ def test_workers_that_start_together_create_the_mlflow_store_and_experiment_once
 
 def check_every_trial_once(study: optuna.Study, client: MlflowClient, trials: int) -> list[FrozenTrial]:
     """A study that workers are done with: nothing running or waiting; each failed trial (its process killed)
-    run again with the choices it had made, and completed; at least ``trials`` finished; no architecture
-    scored twice (the repeats pruned: too few to call the space used up); one MLflow run per trial. Returns
-    the trials."""
+    run again with the choices it had made, and its architecture scored: by the retry, or by a trial that
+    proposed it first after the failure (the retry then pruned as its repeat); at least ``trials`` finished;
+    no architecture scored twice (the repeats pruned: too few to call the space used up); one MLflow run per
+    trial. Returns the trials."""
     everything = study.get_trials()
     assert not [t.number for t in everything if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retries = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t): t for t in everything}
     for failed in (t for t in everything if t.state == TrialState.FAIL):
         retry = retries[failed.number]
-        assert retry.state == TrialState.COMPLETE and retry.params.items() >= failed.params.items()
+        assert retry.params.items() >= failed.params.items()
+        scorer = everything[retry.user_attrs.get("repeat_of", retry.number)]
+        assert scorer.state == TrialState.COMPLETE and scorer.params == retry.params, (retry, scorer)
     complete = [t for t in everything if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs["arch_hash"] for t in complete}) == len(complete)
     assert sum("repeat_of" in t.user_attrs for t in everything) < EXHAUSTED_AFTER

@@ -253,8 +253,13 @@ def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Pa
     space = write_space(tmp_path, "name: one\nstages: 1\nlayers: 2\nkernel: 3\nreadout: gap\n")
     (tmp_path / "trials").mkdir()
     storage = open_storage(stores(tmp_path / "trials")[0])
-    other = optuna.create_study(storage=storage, study_name="one", direction="maximize").ask()
+    study = optuna.create_study(storage=storage, study_name="one", direction="maximize")
+    other = study.ask()
     Claims(storage, storage.get_study_id_from_name("one")).claim(load_space(space).suggest(other).hash, other.number)
+    for _ in range(EXHAUSTED_AFTER - 2):  # the repeats of earlier workers: the search proposes the last two
+        repeat = study.ask()
+        repeat.set_user_attr("repeat_of", other.number)
+        study.tell(repeat, state=TrialState.PRUNED)
     result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
                               "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
@@ -265,7 +270,8 @@ def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Pa
     assert len({t.value for t in complete}) == 1
     repeats = [t for t in trials if t.state == TrialState.PRUNED]
     assert len(repeats) == EXHAUSTED_AFTER and all(t.user_attrs["repeat_of"] == 0 for t in repeats)
-    assert result.stdout.count("cached") == 2 and "top five of 3 finished trials" in result.stdout
+    assert result.stdout.count("repeats trial 0") == 2 and result.stdout.count("cached") == 2
+    assert "top five of 3 finished trials" in result.stdout
 
 
 @pytest.mark.integration

@@ -4,8 +4,8 @@ A trial claims its architecture by inserting (study, architecture hash) into a t
 beside Optuna's tables: of workers that propose the same architecture at the same instant, the database
 lets one insert through and refuses the others, which find the winner's row. A claim stays with the trial
 that scored the architecture; a failed trial's (its process died, it was interrupted, its kernel failed)
-passes to the next trial that proposes the architecture, its retry first of all, by an update that only one
-worker can make.
+passes to the next trial that proposes the architecture (as a rule its retry, which workers take before
+sampling anything new), by an update that only one worker can make.
 """
 from __future__ import annotations
 
