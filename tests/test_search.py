@@ -260,8 +260,9 @@ def test_an_exhausted_space_repeats_from_the_cache(cifar_dir: Path, tmp_path: Pa
         repeat = study.ask()
         repeat.set_user_attr("repeat_of", other.number)
         study.tell(repeat, state=TrialState.PRUNED)
+    # --heartbeat 1: at the end the search waits out the grace period for trial 0, which never beats, 4 s
     result = nas_cntk_command("search", "--space", str(space), "--trials", "3", *TINY, "--study", "one",
-                              "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
+                              "--heartbeat", "1", "--trials-dir", str(tmp_path / "trials"), data_dir=cifar_dir)
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path / "trials", "one").get_trials()
     assert trials[0].state == TrialState.RUNNING
