@@ -230,9 +230,10 @@ class Search(Command):
                             help="a trial whose process stops beating for 3 heartbeats is failed and retried")
         parser.add_argument("--objective", metavar="OBJECTIVE", action="append",
                             help="what to maximise: a score (" + ", ".join(SCORE_NAMES) + "), a cost (flops, "
-                                 "parameters: minimised), or a sum such as cntk_val_accuracy+1.5*flops; give it "
-                                 "twice or more for a Pareto front (default: the space file's objective; every "
-                                 "score and cost is recorded either way; docs/search.md#objectives)")
+                                 "parameters: minimised), or a sum such as 5*parameters-nngp_loo_sq_error (one that "
+                                 "starts with '-' as --objective=-...); give it twice or more for a Pareto front "
+                                 "(default: the space file's objective; every score and cost is recorded either "
+                                 "way; docs/search.md#the-objective)")
         parser.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
 
     def take_action(self, args: argparse.Namespace) -> None:
