@@ -136,8 +136,10 @@ def test_rungs_that_do_not_end_at_the_searchs_data_are_one_line(tmp_path: Path) 
 def test_a_search_killed_between_rungs_resumes_without_computing_a_kept_rung_again(cifar_dir: Path,
                                                                                    tmp_path: Path) -> None:
     trials_dir = tmp_path / "trials"
+    # One score as the objective: a sum's reference networks would be scored at every rung before trial 0.
     command = [str(Path(sys.executable).with_name("nas-cntk")), "search", "--space", "nasbench201", "--trials", "1",
-               "--rungs", "20,40,80", "--val-size", "40", "--resolution", "16", "--device", "cpu", "--study", "killed",
+               "--objective", "cntk_alignment", "--rungs", "20,40,80", "--val-size", "40", "--resolution", "16",
+               "--device", "cpu", "--study", "killed",
                "--heartbeat", "1", "--trials-dir", str(trials_dir)]  # 16x16: a few seconds a rung
     env = {**os.environ, "NAS_CNTK_DATA_DIR": str(cifar_dir)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
