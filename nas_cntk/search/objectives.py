@@ -30,6 +30,8 @@ REFERENCE_CELLS = 20  # networks of the space that standardise a sum's terms; th
 REFERENCE_SEED = 0    # the same reference for every study of a space on the same data
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?([A-Za-z_]\w*)\s*")
 
+SUM_KEY = "objective"  # where a sum's value is recorded: the trial's attribute, the benchmark's column
+
 Reference = Mapping[str, tuple[float, float]]  # term -> (mean, standard deviation) over the reference networks
 
 
@@ -125,7 +127,7 @@ def objective_keys(objectives: Sequence[Objective]) -> list[str]:
     """Where each objective's value is recorded: a plain one under its score's or cost's name, a sum as
     ``objective`` (``objective_1``, ``objective_2``, ... where several are sums)."""
     sums = [o for o in objectives if o.combined]
-    return [o.names[0] if not o.combined else "objective" if len(sums) == 1 else f"objective_{sums.index(o) + 1}"
+    return [o.names[0] if not o.combined else SUM_KEY if len(sums) == 1 else f"{SUM_KEY}_{sums.index(o) + 1}"
             for o in objectives]
 
 

@@ -36,7 +36,7 @@ from nas_cntk.kernels import plan
 from nas_cntk.scoring.measures import SCORE_NAMES, direction, ranking_label
 from nas_cntk.scoring.regression import Score, score
 from nas_cntk.search.cache import JsonFiles, ScoreCache
-from nas_cntk.search.objectives import Objective, reference
+from nas_cntk.search.objectives import SUM_KEY, Objective, objective_keys, reference
 from nas_cntk.search.space import load_space
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
@@ -48,7 +48,7 @@ ARCH, TRAINED, SEEDS = "arch", "cifar10_test_acc_200ep", "n_seeds"
 EXPERIMENT = "nb201-benchmark"  # one MLflow experiment: runs at different fidelities side by side
 TRAINED_LABEL = "CIFAR-10 test accuracy after 200 epochs (%)"
 BASELINES = ("flops", "parameters", "naswot", "synflow")  # of the benchmark's trained network: higher ranks higher
-OBJECTIVE = "objective"  # the column of an objective that sums standardised terms
+OBJECTIVE = SUM_KEY  # the column of an objective that sums standardised terms
 PROXY_IMAGES = 128  # NASWOT's batch on NAS-Bench-201 (Mellor et al.)
 
 # Kendall tau / Spearman rho with CIFAR-10 test accuracy over the whole space (15,625 networks), as
@@ -95,8 +95,7 @@ class BenchmarkSettings:
     @property
     def objective_column(self) -> str:
         """The objective's column: a score's own, or :data:`OBJECTIVE` for a sum."""
-        objective = Objective.parse(self.objective)
-        return OBJECTIVE if objective.combined else objective.names[0]
+        return objective_keys([Objective.parse(self.objective)])[0]
 
     @property
     def out_path(self) -> Path:

@@ -22,7 +22,7 @@ from nas_cntk.data import DataSettings, DataSplits, load_training_data
 from nas_cntk.description.architecture import Architecture
 from nas_cntk.errors import NasCntkError, TrainingDiverged
 from nas_cntk.search.leaderboard import distinct_trials, study_objectives, trial_architecture
-from nas_cntk.search.objectives import NAMES, objective_keys, orientation
+from nas_cntk.search.objectives import NAMES, SUM_KEY, objective_keys, orientation
 from nas_cntk.search.stores import Stores
 from nas_cntk.search.tracking import Tracker
 from nas_cntk.trained.correlation import correlate, correlation_figure, format_correlation
@@ -236,7 +236,7 @@ def run_correlation(stores: Stores, *, study: str | None = None, label: str | No
                     top_k: int | None = None, resamples: int = 2000, seed: int = 0,
                     out: str | None = None) -> CorrelationRun:
     """Correlate a study's kernel scores with its trained accuracies (or a CSV's); plot and log it."""
-    if score is not None and score not in NAMES and not score.startswith("objective"):
+    if score is not None and score not in NAMES and not score.startswith(SUM_KEY):
         raise NasCntkError(f"--score: expected one of {', '.join(NAMES)} or the study's objective, got {score!r}")
     found = stores.study(study)
     keys = objective_keys(study_objectives(found))
